@@ -1,0 +1,163 @@
+"""Order parameters (overlaps) of a teacher-student pair, their validation and their JSON file format.
+
+`Q_ik = w_i.w_k/N`, `R_in = w_i.w*_n/N`, `T_nm = w*_n.w*_m/N` (THEORY.md section 1); with the second layers
+`v` (student) and `v*` (teacher) they determine every Gaussian average, exactly, at any N.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from ._io import atomic_write_json
+
+__all__ = ["Overlaps", "overlaps_from_weights", "validate_overlaps", "load_state", "save_state"]
+
+
+def _shape(x):
+    return tuple(getattr(x, "shape", ()))
+
+
+class Overlaps(eqx.Module):
+    """Order parameters of a student (K units) and a teacher (M units).
+
+    **Fields:** `Q: Float[K, K]`, `R: Float[K, M]`, `T: Float[M, M]`, `v: Float[K]` (student second layer),
+    `v_star: Float[M]` (teacher second layer).
+
+    Shapes are checked on construction (a `ValueError` naming the field); values (symmetry, positive
+    semi-definiteness, finiteness) by [`validate_overlaps`][] outside `jit`.
+    """
+
+    Q: Float[Array, "K K"]
+    R: Float[Array, "K M"]
+    T: Float[Array, "M M"]
+    v: Float[Array, " K"]
+    v_star: Float[Array, " M"]
+
+    def __check_init__(self):
+        if not all(hasattr(x, "shape") for x in (self.Q, self.R, self.T, self.v, self.v_star)):
+            return  # an axis spec or other non-array pytree (e.g. for vmap's in_axes)
+        q, r, t, v, vs = map(_shape, (self.Q, self.R, self.T, self.v, self.v_star))
+        if len(v) != 1:
+            raise ValueError(f"v must be a vector of length K, got shape {v}")
+        if len(vs) != 1:
+            raise ValueError(f"v_star must be a vector of length M, got shape {vs}")
+        K, M = v[0], vs[0]
+        if K < 1 or M < 1:
+            raise ValueError(f"need K >= 1 student and M >= 1 teacher units, got K={K}, M={M}")
+        for name, got, want in (("Q", q, (K, K)), ("R", r, (K, M)), ("T", t, (M, M))):
+            if got != want:
+                raise ValueError(
+                    f"{name} must have shape {want} (K={K} from v, M={M} from v_star), got {got}"
+                )
+
+    @property
+    def K(self) -> int:
+        """Number of student units."""
+        return self.v.shape[-1]
+
+    @property
+    def M(self) -> int:
+        """Number of teacher units."""
+        return self.v_star.shape[-1]
+
+    def covariance(self) -> Float[Array, "K+M K+M"]:
+        """The joint covariance of the local fields `Omega = [[Q, R], [R^T, T]]` (students first)."""
+        top = jnp.concatenate([self.Q, self.R], axis=-1)
+        bottom = jnp.concatenate([jnp.swapaxes(self.R, -1, -2), self.T], axis=-1)
+        return jnp.concatenate([top, bottom], axis=-2)
+
+    def output_weights(self) -> Float[Array, " K+M"]:
+        """`u = (v, -v*)`, so that the error signal is `phi(x) - y_clean = sum_c u_c g(field_c)`."""
+        return jnp.concatenate([self.v, -self.v_star], axis=-1)
+
+
+def overlaps_from_weights(
+    w: Float[ArrayLike, "K N"],
+    w_star: Float[ArrayLike, "M N"],
+    v: Float[ArrayLike, " K"],
+    v_star: Float[ArrayLike, " M"],
+) -> Overlaps:
+    """Order parameters of concrete weights: `Q = w w^T / N`, `R = w w*^T / N`, `T = w* w*^T / N`.
+
+    This is the one place where finite-N networks meet the theory.
+    """
+    w, w_star = jnp.asarray(w), jnp.asarray(w_star)
+    if w.ndim != 2 or w_star.ndim != 2 or w.shape[1] != w_star.shape[1]:
+        raise ValueError(
+            f"w must be (K, N) and w_star (M, N) with the same N, got {w.shape} and {w_star.shape}"
+        )
+    n = w.shape[1]
+    return Overlaps(
+        Q=w @ w.T / n,
+        R=w @ w_star.T / n,
+        T=w_star @ w_star.T / n,
+        v=jnp.asarray(v, dtype=w.dtype),
+        v_star=jnp.asarray(v_star, dtype=w.dtype),
+    )
+
+
+def validate_overlaps(state: Overlaps, *, name: str = "state", rtol: float = 1e-8) -> Overlaps:
+    """Check values on the host: finite, `Q` and `T` symmetric, `Omega` positive semi-definite.
+
+    Raises `ValueError` naming the offending field and the violated condition. Returns `state` unchanged.
+    Not for use under `jit` (the values must be concrete).
+    """
+    arrays = {k: np.asarray(getattr(state, k)) for k in ("Q", "R", "T", "v", "v_star")}
+    for k, a in arrays.items():
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name}.{k} has non-finite entries (NaN or inf)")
+    for k in ("Q", "T"):
+        a = arrays[k]
+        scale = max(1.0, float(np.max(np.abs(a))))
+        asym = float(np.max(np.abs(a - a.T)))
+        if asym > 1e3 * rtol * scale:
+            raise ValueError(f"{name}.{k} must be symmetric, max |{k} - {k}^T| = {asym:.3g}")
+    omega = np.asarray(state.covariance())
+    omega = 0.5 * (omega + omega.T)
+    eig = np.linalg.eigvalsh(omega)
+    scale = max(1.0, float(np.max(np.abs(eig))))
+    if eig[0] < -1e3 * rtol * scale * omega.shape[0]:
+        raise ValueError(
+            f"{name}: the joint covariance [[Q, R], [R^T, T]] must be positive semi-definite "
+            f"(overlaps of real weight vectors); its smallest eigenvalue is {eig[0]:.3g}"
+        )
+    return state
+
+
+def save_state(path: str | os.PathLike, state: Overlaps, **extra) -> Path:
+    """Write `state` as JSON `{"Q", "R", "T", "v", "v_star", ...extra}`, atomically."""
+    payload = {k: np.asarray(getattr(state, k)) for k in ("Q", "R", "T", "v", "v_star")}
+    payload.update(extra)
+    return atomic_write_json(path, payload)
+
+
+def load_state(path: str | os.PathLike, *, validate: bool = True) -> Overlaps:
+    """Read a JSON state file (see [`save_state`][]); missing keys or bad values raise `ValueError`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"state file {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"state file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"state file {path} must hold a JSON object with Q, R, T, v, v_star")
+    missing = [k for k in ("Q", "R", "T", "v", "v_star") if k not in data]
+    if missing:
+        raise ValueError(f"state file {path} lacks the keys {missing}")
+    try:
+        arrays = {k: jnp.asarray(np.asarray(data[k], dtype=float)) for k in ("Q", "R", "T", "v", "v_star")}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"state file {path}: entries must be numeric arrays ({e})") from None
+    for k in ("Q", "R", "T"):
+        if arrays[k].ndim == 1 and arrays[k].size == 0:
+            arrays[k] = arrays[k].reshape(0, 0)
+    state = Overlaps(**arrays)
+    return validate_overlaps(state, name=str(path)) if validate else state

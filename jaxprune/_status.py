@@ -1,0 +1,48 @@
+"""Result codes shared by every solver (ODE, fixed point, sweeps, pruning).
+
+Inside `jit`/`vmap` a solver returns an integer code per configuration; it raises only at the boundary
+(when `throw=True`). `describe(code)` turns a code into words.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Status", "describe"]
+
+
+class Status(enum.IntEnum):
+    """Outcome of a solve."""
+
+    SUCCESS = 0
+    #: the overlaps grew beyond the divergence threshold or became non-finite
+    DIVERGED = 1
+    #: the step budget ran out before the final time (adaptive ODE) or before convergence (root finder)
+    MAX_STEPS = 2
+    #: a linear system was singular (e.g. duplicated student units); a pseudo-inverse/ridge was used
+    SINGULAR = 3
+    #: the root finder stopped without meeting its tolerance
+    NOT_CONVERGED = 4
+    #: converged to a stationary point whose Jacobian has an eigenvalue with positive real part
+    UNSTABLE = 5
+    #: the input was invalid for this configuration (e.g. a kernel of rank below k)
+    INVALID = 6
+
+
+_WORDS = {
+    Status.SUCCESS: "success",
+    Status.DIVERGED: "diverged (overlaps unbounded or non-finite)",
+    Status.MAX_STEPS: "step budget exhausted",
+    Status.SINGULAR: "singular linear system (handled by pseudo-inverse)",
+    Status.NOT_CONVERGED: "not converged",
+    Status.UNSTABLE: "unstable stationary point",
+    Status.INVALID: "invalid input",
+}
+
+
+def describe(code) -> str:
+    """A short phrase for a status code (an int or 0-d array)."""
+    try:
+        return _WORDS[Status(int(code))]
+    except ValueError:
+        return f"unknown status {int(code)}"
