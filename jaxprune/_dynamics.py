@@ -245,7 +245,7 @@ def solve_ode(
     rtol: float = 1e-8,
     atol: float = 1e-10,
     max_steps: int = 100_000,
-    divergence_threshold: float = 1e6,
+    divergence_threshold: float = 1e4,
     throw: bool = True,
 ) -> ODESolution:
     """Integrate the order-parameter ODEs of online SGD from `state0` (at `alpha = alphas[0]`... see below).
@@ -257,7 +257,9 @@ def solve_ode(
     - `integrator`: `"euler"` (fixed step `dt`, output times rounded to whole steps) or an adaptive diffrax
       solver `"tsit5"`, `"dopri5"`, `"dopri8"`, `"bosh3"` (tolerances `rtol`, `atol`; at most `max_steps`).
     - `divergence_threshold`: a run whose `|Q|`, `|R|` or `|v|` exceeds this, or becomes non-finite, stops
-      with status `DIVERGED`; later outputs hold the last finite state and `eps_g = NaN`.
+      with status `DIVERGED`; later outputs hold the last finite state and `eps_g = NaN`. (Linear students
+      blow up exponentially past the critical learning rate; erf students saturate and their norms grow
+      without bound but slowly, so the threshold decides when such a run counts as diverged.)
     - `throw`: raise (also under `jit`) when the status is not `SUCCESS`; pass `False` under `vmap` to get
       a status per configuration.
 

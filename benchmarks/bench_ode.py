@@ -1,0 +1,188 @@
+"""Speed of the order-parameter ODEs (issue: core). Ratios are measured side by side in one run.
+
+    python benchmarks/bench_ode.py            # full (a few minutes on 2 cores)
+    python benchmarks/bench_ode.py --quick    # smaller sizes, for a smoke run
+
+Prints, for each problem:
+1. time to solution at matched accuracy: adaptive (tsit5) vs explicit Euler (dt = 0.01) to alpha = 1000,
+   both checked against a tight-tolerance dopri8 reference curve (max absolute error difference), and
+   the published C++ figures (2.3e4 Euler steps/s for M=2, K=6; 700 steps/s for M=4, K=16);
+2. fixed-step Euler throughput (steps/s) vs a vectorised NumPy implementation of the same Euler step;
+3. a vmapped batch of 256 configurations vs a loop over the jitted single solver.
+Compile times are printed apart; every timing is a median of repeats after `block_until_ready`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxprune._dynamics import SGDConfig, alpha_grid, solve_ode  # noqa: E402
+from jaxprune._overlaps import Overlaps  # noqa: E402
+
+CPP_EULER_STEPS_PER_S = {(2, 6): 2.3e4, (4, 16): 700.0}  # published figures of the reference C++ tool
+
+
+def reference_state(K, M):
+    i, n = np.arange(K)[:, None], np.arange(M)[None, :]
+    return Overlaps(Q=jnp.eye(K), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n)), T=jnp.eye(M),
+                    v=jnp.ones(K), v_star=jnp.ones(M))
+
+
+def timed(fn, repeats):
+    """(first call seconds, median of `repeats` later calls)."""
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return first, statistics.median(times)
+
+
+# ---------------- a vectorised NumPy Euler step (the in-run baseline) ----------------
+
+def numpy_euler_step_factory(K, M, eta, sigma):
+    F = K + M
+    ik_a, ik_b = np.triu_indices(K)
+    cd_a, cd_b = np.triu_indices(F)
+    mult = np.where(cd_a == cd_b, 1.0, 2.0)
+
+    def step(Q, R, T, v, vs, dt):
+        C = np.block([[Q, R], [R.T, T]])
+        u = np.concatenate([v, -vs])
+        d = np.diag(C)
+        # I3(i, b, c) for i student, b, c all fields
+        caa = d[:K, None, None]
+        cab = C[:K, :, None]
+        cac = C[:K, None, :]
+        cbc = C[None, :, :]
+        ccc = d[None, None, :]
+        l3 = (1 + caa) * (1 + ccc) - cac**2
+        i3 = 2 / np.pi * (cbc * (1 + caa) - cab * cac) / ((1 + caa) * np.sqrt(l3))
+        drive = i3 @ u
+        first = -eta * v[:, None] * drive
+        dR = first[:, K:]
+        dQ = first[:, :K] + first[:, :K].T
+        a, b = ik_a[:, None], ik_b[:, None]
+        c, e = cd_a[None, :], cd_b[None, :]
+        caa, cbb, ccc, cdd = d[a], d[b], d[c], d[e]
+        cab, cac, cad, cbc, cbd, ccd = C[a, b], C[a, c], C[a, e], C[b, c], C[b, e], C[c, e]
+        l4 = (1 + caa) * (1 + cbb) - cab**2
+        l0 = l4 * ccd - cbc * cbd * (1 + caa) - cac * cad * (1 + cbb) + cab * cac * cbd + cab * cad * cbc
+        l1 = l4 * (1 + ccc) - cbc**2 * (1 + caa) - cac**2 * (1 + cbb) + 2 * cab * cac * cbc
+        l2 = l4 * (1 + cdd) - cbd**2 * (1 + caa) - cad**2 * (1 + cbb) + 2 * cab * cad * cbd
+        i4 = 4 / np.pi**2 / np.sqrt(l4) * np.arcsin(np.clip(l0 / np.sqrt(l1 * l2), -1, 1))
+        quad = i4 @ (mult * u[cd_a] * u[cd_b])
+        da, db = d[ik_a], d[ik_b]
+        quad = quad + sigma**2 * 2 / np.pi / np.sqrt((1 + da) * (1 + db) - C[ik_a, ik_b] ** 2)
+        qf = np.zeros((K, K))
+        qf[ik_a, ik_b] = quad
+        qf[ik_b, ik_a] = quad
+        dQ = dQ + eta**2 * np.outer(v, v) * qf
+        return Q + dt * dQ, R + dt * dR
+
+    return step
+
+
+def numpy_euler_rate(K, M, steps):
+    s = reference_state(K, M)
+    Q, R, T, v, vs = (np.asarray(x) for x in (s.Q, s.R, s.T, s.v, s.v_star))
+    step = numpy_euler_step_factory(K, M, 0.5, 0.0)
+    rates = []
+    for _ in range(3):
+        q, r = Q.copy(), R.copy()
+        t = time.perf_counter()
+        for _ in range(steps):
+            q, r = step(q, r, T, v, vs, 0.01)
+        rates.append(steps / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    problems = [(2, 6)] if args.quick else [(2, 6), (4, 16)]
+    alpha_final = 100.0 if args.quick else 1000.0
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); float64")
+
+    # 1. time to solution at matched accuracy -------------------------------------------------
+    print("\n== 1. time to solution to alpha = %g (error curve vs a dopri8 rtol=1e-12 reference) ==" % alpha_final)
+    grid = alpha_grid(alpha_final, 200)
+    for M, K in problems:
+        s = reference_state(K, M)
+        cfg = SGDConfig(eta=0.5)
+        ref = solve_ode(s, cfg, grid, integrator="dopri8", rtol=1e-12, atol=1e-14, max_steps=10**6)
+        ref_eps = np.asarray(ref.eps_g)
+        adaptive = jax.jit(lambda s, c: solve_ode(s, c, grid, integrator="tsit5", rtol=1e-6, atol=1e-8))
+        euler = jax.jit(lambda s, c: solve_ode(s, c, grid, integrator="euler", dt=0.01))
+        first_a, t_a = timed(lambda: adaptive(s, cfg), 5)
+        sol_a = adaptive(s, cfg)
+        err_a = float(np.max(np.abs(np.asarray(sol_a.eps_g) - ref_eps)))
+        first_e, t_e = timed(lambda: euler(s, cfg), 1 if K > 10 else 3)
+        sol_e = euler(s, cfg)
+        # Euler records at whole steps: compare at its own (rounded) times against the dense reference
+        ref_e = np.asarray(solve_ode(s, cfg, np.asarray(sol_e.alphas), integrator="dopri8", rtol=1e-12,
+                                     atol=1e-14, max_steps=10**6).eps_g)
+        err_e = float(np.max(np.abs(np.asarray(sol_e.eps_g) - ref_e)))
+        n_euler = int(round(alpha_final / 0.01))
+        cpp = CPP_EULER_STEPS_PER_S[(M, K)]
+        print(f"M={M} K={K}: tsit5(rtol 1e-6) {t_a*1e3:8.1f} ms  [{int(sol_a.num_steps)} steps, "
+              f"max|err - ref| = {err_a:.1e}, compile+first {first_a:.1f} s]")
+        print(f"          euler dt=0.01 {t_e*1e3:8.1f} ms  [{n_euler} steps, max|err - ref| = {err_e:.1e}, "
+              f"compile+first {first_e:.1f} s; {n_euler / t_e:.3g} steps/s]")
+        print(f"          speed-up adaptive vs Euler of the same length: {t_e / t_a:.1f}x; "
+              f"vs the C++ tool's published {cpp:g} steps/s ({n_euler / cpp:.1f} s): {n_euler / cpp / t_a:.1f}x")
+
+    # 2. fixed-step Euler throughput vs NumPy ----------------------------------------------------
+    print("\n== 2. Euler steps/s: jaxprune (jit, lax.scan) vs vectorised NumPy, same step ==")
+    sizes = [(2, 2), (2, 6)] if args.quick else [(2, 2), (2, 3), (2, 4), (2, 5), (2, 6), (4, 16)]
+    for M, K in sizes:
+        s = reference_state(K, M)
+        cfg = SGDConfig(eta=0.5)
+        n = 20000 if K <= 6 else 5000
+        run = jax.jit(lambda s, c: solve_ode(s, c, np.array([0.0, n * 0.01]), integrator="euler", dt=0.01))
+        first, t = timed(lambda: run(s, cfg), 3)
+        rate = n / t
+        np_rate = numpy_euler_rate(K, M, 300 if K > 10 else 1000)
+        print(f"M={M} K={K:2d}: jaxprune {rate:10.4g} steps/s (compile {first - t:.1f} s)  numpy {np_rate:9.4g} "
+              f"steps/s  ratio {rate / np_rate:6.1f}x  (C++ published: {CPP_EULER_STEPS_PER_S.get((M, K), float('nan')):g})")
+
+    # 3. vmapped batch vs loop over the single jitted solver --------------------------------------
+    print("\n== 3. batch of 256 configurations (eta x sigma), tsit5 to alpha = 100 ==")
+    batch = 64 if args.quick else 256
+    etas = jnp.linspace(0.1, 1.0, batch)
+    sigmas = jnp.tile(jnp.asarray([0.0, 0.1, 0.2, 0.3]), batch // 4)
+    grid3 = alpha_grid(100.0, 20)
+    for M, K in ([(2, 2), (2, 6)] if args.quick else [(2, 2), (2, 4), (2, 6)]):
+        s = reference_state(K, M)
+        single = jax.jit(lambda e, sg: solve_ode(s, SGDConfig(eta=e, sigma=sg), grid3, rtol=1e-6, atol=1e-8,
+                                                  throw=False).eps_g)
+        batched = jax.jit(jax.vmap(single))
+        first_b, t_b = timed(lambda: batched(etas, sigmas), 3)
+        jax.block_until_ready(single(etas[0], sigmas[0]))
+
+        def loop():
+            return [single(e, sg) for e, sg in zip(etas, sigmas)]
+
+        _, t_l = timed(loop, 1)
+        out_b = np.asarray(batched(etas, sigmas))
+        out_l = np.stack([np.asarray(x) for x in loop()])
+        agree = float(np.nanmax(np.abs(out_b - out_l)))
+        print(f"M={M} K={K}: vmapped {batch / t_b:8.1f} configs/s (compile {first_b - t_b:.1f} s), loop "
+              f"{batch / t_l:8.1f} configs/s, ratio {t_l / t_b:5.1f}x, max |difference| {agree:.1e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""ODEs of online SGD: published reference values, an independent vector field, scipy, autodiff, status."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+from jaxprune._dynamics import SGDConfig, alpha_grid, solve_ode, vector_field
+from jaxprune._error import generalisation_error
+from jaxprune._overlaps import Overlaps
+from jaxprune._status import Status
+
+
+def reference_state(K, M, v_star=1.0):
+    """The reference C++ tool's initial condition: Q0 = I, T = I, R0[i,n] = 1e-3 sin(1 + i M + n)."""
+    i, n = np.arange(K)[:, None], np.arange(M)[None, :]
+    return Overlaps(
+        Q=jnp.eye(K), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n)), T=jnp.eye(M),
+        v=jnp.ones(K), v_star=jnp.full(M, v_star),
+    )
+
+
+# ---- an independent numpy implementation of THEORY.md section 4, loops over the sums as written ----
+
+def _np_integrals(kind):
+    if kind == "linear":
+        return (lambda C, a, b: C[a, b], lambda C, a, b: 1.0,
+                lambda C, a, b, c: C[b, c], lambda C, a, b, c, d: C[c, d])
+
+    def I2(C, a, b):
+        return 2 / np.pi * np.arcsin(C[a, b] / np.sqrt((1 + C[a, a]) * (1 + C[b, b])))
+
+    def J2(C, a, b):
+        return 2 / np.pi / np.sqrt((1 + C[a, a]) * (1 + C[b, b]) - C[a, b] ** 2)
+
+    def I3(C, a, b, c):
+        L3 = (1 + C[a, a]) * (1 + C[c, c]) - C[a, c] ** 2
+        return 2 / np.pi / np.sqrt(L3) * (C[b, c] * (1 + C[a, a]) - C[a, b] * C[a, c]) / (1 + C[a, a])
+
+    def I4(C, a, b, c, d):
+        L4 = (1 + C[a, a]) * (1 + C[b, b]) - C[a, b] ** 2
+        L0 = (L4 * C[c, d] - C[b, c] * C[b, d] * (1 + C[a, a]) - C[a, c] * C[a, d] * (1 + C[b, b])
+              + C[a, b] * C[a, c] * C[b, d] + C[a, b] * C[a, d] * C[b, c])
+        L1 = (L4 * (1 + C[c, c]) - C[b, c] ** 2 * (1 + C[a, a]) - C[a, c] ** 2 * (1 + C[b, b])
+              + 2 * C[a, b] * C[a, c] * C[b, c])
+        L2 = (L4 * (1 + C[d, d]) - C[b, d] ** 2 * (1 + C[a, a]) - C[a, d] ** 2 * (1 + C[b, b])
+              + 2 * C[a, b] * C[a, d] * C[b, d])
+        return 4 / np.pi**2 / np.sqrt(L4) * np.arcsin(L0 / np.sqrt(L1 * L2))
+
+    return I2, J2, I3, I4
+
+
+def numpy_field(Q, R, T, v, vs, eta, eta_v, sigma, two_layer, kind="erf"):
+    I2, J2, I3, I4 = _np_integrals(kind)
+    K, M = R.shape
+    C = np.block([[Q, R], [R.T, T]])
+    s = lambda i: i  # student field index
+    t = lambda n: K + n  # teacher field index
+    dR = np.zeros((K, M))
+    dQ = np.zeros((K, K))
+    dv = np.zeros(K)
+    for i in range(K):
+        for n in range(M):
+            dR[i, n] = eta * v[i] * (sum(vs[m] * I3(C, s(i), t(n), t(m)) for m in range(M))
+                                     - sum(v[j] * I3(C, s(i), t(n), s(j)) for j in range(K)))
+    for i in range(K):
+        for k in range(K):
+            lin = lambda i, k: eta * v[i] * (sum(vs[m] * I3(C, s(i), s(k), t(m)) for m in range(M))
+                                             - sum(v[j] * I3(C, s(i), s(k), s(j)) for j in range(K)))
+            quad = (sum(vs[n] * vs[m] * I4(C, s(i), s(k), t(n), t(m)) for n in range(M) for m in range(M))
+                    - 2 * sum(v[j] * vs[n] * I4(C, s(i), s(k), s(j), t(n)) for j in range(K) for n in range(M))
+                    + sum(v[j] * v[l] * I4(C, s(i), s(k), s(j), s(l)) for j in range(K) for l in range(K))
+                    + sigma**2 * J2(C, s(i), s(k)))
+            dQ[i, k] = lin(i, k) + lin(k, i) + eta**2 * v[i] * v[k] * quad
+    if two_layer:
+        for i in range(K):
+            dv[i] = eta_v * (sum(vs[n] * I2(C, s(i), t(n)) for n in range(M))
+                             - sum(v[j] * I2(C, s(i), s(j)) for j in range(K)))
+    return dQ, dR, dv
+
+
+def random_state(rng, K, M):
+    w = rng.normal(size=(K, 40)) * 0.8
+    ws = rng.normal(size=(M, 40))
+    return Overlaps(Q=jnp.asarray(w @ w.T / 40), R=jnp.asarray(w @ ws.T / 40), T=jnp.asarray(ws @ ws.T / 40),
+                    v=jnp.asarray(rng.normal(size=K)), v_star=jnp.asarray(rng.normal(size=M) + 1))
+
+
+@pytest.mark.parametrize("kind", ["erf", "linear"])
+@pytest.mark.parametrize("mode", ["scm", "two-layer"])
+def test_vector_field_matches_independent_numpy(rng, kind, mode):
+    s = random_state(rng, 3, 2)
+    cfg = SGDConfig(eta=0.7, eta_v=0.3, sigma=0.4, mode=mode, activation=kind)
+    d = vector_field(s, cfg)
+    dQ, dR, dv = numpy_field(*(np.asarray(a) for a in (s.Q, s.R, s.T, s.v, s.v_star)), 0.7, 0.3, 0.4,
+                             mode == "two-layer", kind)
+    np.testing.assert_allclose(np.asarray(d.Q), dQ, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(d.R), dR, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(d.v), dv, rtol=1e-11, atol=1e-13)
+    assert np.all(np.asarray(d.T) == 0) and np.all(np.asarray(d.v_star) == 0)
+
+
+def test_weight_decay_terms(rng):
+    s = random_state(rng, 2, 2)
+    base = vector_field(s, SGDConfig(eta=0.5))
+    wd = vector_field(s, SGDConfig(eta=0.5, weight_decay=0.1))
+    np.testing.assert_allclose(np.asarray(wd.Q - base.Q), -2 * 0.5 * 0.1 * np.asarray(s.Q), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(wd.R - base.R), -0.5 * 0.1 * np.asarray(s.R), atol=1e-14)
+
+
+def test_published_reference_values_euler():
+    """The original C++ tool (Euler, dt = 0.01, eta = 0.5, erf, SCM, M = K = 2): 5 digits."""
+    s = reference_state(2, 2)
+    sol = solve_ode(s, SGDConfig(eta=0.5), [0.0, 0.99, 9.91, 100.26], integrator="euler", dt=0.01)
+    np.testing.assert_allclose(np.asarray(sol.eps_g), [0.666305, 0.422838, 0.0283799, 0.0152056], rtol=1e-5)
+    assert int(sol.status) == Status.SUCCESS
+
+
+@pytest.mark.parametrize("integrator", ["euler", "tsit5"])
+def test_published_noisy_plateau(integrator):
+    s = reference_state(2, 2)
+    sol = solve_ode(s, SGDConfig(eta=0.5, sigma=0.1), [0.0, 2000.0], integrator=integrator)
+    assert float(sol.eps_g[-1]) == pytest.approx(0.0011678, abs=5e-8)
+
+
+def test_linear_activation_against_scipy(rng):
+    s = random_state(rng, 3, 2)
+    cfg = SGDConfig(eta=0.3, eta_v=0.2, sigma=0.2, mode="two-layer", activation="linear")
+    K, M = 3, 2
+    T = np.asarray(s.T)
+    vs = np.asarray(s.v_star)
+
+    def f(t, y):
+        Q = y[: K * K].reshape(K, K)
+        R = y[K * K: K * K + K * M].reshape(K, M)
+        v = y[K * K + K * M:]
+        dQ, dR, dv = numpy_field(Q, R, T, v, vs, 0.3, 0.2, 0.2, True, "linear")
+        return np.concatenate([dQ.ravel(), dR.ravel(), dv])
+
+    y0 = np.concatenate([np.asarray(s.Q).ravel(), np.asarray(s.R).ravel(), np.asarray(s.v)])
+    ts = np.linspace(0, 5, 6)
+    ref = solve_ivp(f, (0, 5), y0, t_eval=ts, rtol=1e-11, atol=1e-12, method="DOP853")
+    sol = solve_ode(s, cfg, ts, integrator="tsit5", rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(sol.states.Q).reshape(6, -1), ref.y[: K * K].T, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(sol.states.v), ref.y[K * K + K * M:].T, rtol=1e-7, atol=1e-9)
+
+
+def test_euler_converges_first_order_to_adaptive():
+    s = reference_state(2, 2)
+    cfg = SGDConfig(eta=0.5)
+    ref = solve_ode(s, cfg, [0.0, 5.0], integrator="dopri8", rtol=1e-12, atol=1e-14).eps_g[-1]
+    errs = [abs(float(solve_ode(s, cfg, [0.0, 5.0], integrator="euler", dt=dt).eps_g[-1] - ref))
+            for dt in (0.04, 0.02, 0.01)]
+    orders = np.log2(np.asarray(errs[:-1]) / np.asarray(errs[1:]))
+    np.testing.assert_allclose(orders, 1.0, atol=0.15)
+
+
+def test_q_stays_symmetric_and_psd(rng):
+    s = random_state(rng, 4, 2)
+    sol = solve_ode(s, SGDConfig(eta=0.8, sigma=0.3, mode="two-layer", eta_v=0.5), alpha_grid(50.0, 12))
+    Q = np.asarray(sol.states.Q)
+    np.testing.assert_allclose(Q, np.swapaxes(Q, -1, -2), atol=1e-12)
+    for t in range(Q.shape[0]):
+        omega = np.asarray(jax.tree.map(lambda x: x[t], sol.states).covariance())
+        assert np.linalg.eigvalsh(omega)[0] > -1e-9
+
+
+def test_permuting_students_permutes_trajectory(rng):
+    s = random_state(rng, 3, 2)
+    perm = np.array([2, 0, 1])
+    sp = Overlaps(Q=s.Q[perm][:, perm], R=s.R[perm], T=s.T, v=s.v[perm], v_star=s.v_star)
+    cfg = SGDConfig(eta=0.5, sigma=0.1, mode="two-layer", eta_v=0.5)
+    a = solve_ode(s, cfg, [0.0, 3.0])
+    b = solve_ode(sp, cfg, [0.0, 3.0])
+    np.testing.assert_allclose(np.asarray(b.states.Q[-1]), np.asarray(a.states.Q[-1])[perm][:, perm], rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(b.eps_g), np.asarray(a.eps_g), rtol=1e-8)
+
+
+def test_inactive_padded_units_change_nothing(rng):
+    s = random_state(rng, 2, 2)
+    pad = Overlaps(Q=jnp.zeros((4, 4)).at[:2, :2].set(s.Q), R=jnp.zeros((4, 2)).at[:2].set(s.R), T=s.T,
+                   v=jnp.zeros(4).at[:2].set(s.v), v_star=s.v_star)
+    cfg = SGDConfig(eta=0.5, eta_v=0.5, sigma=0.2, mode="two-layer")
+    a = solve_ode(s, cfg, [0.0, 4.0])
+    b = solve_ode(pad, cfg, [0.0, 4.0])
+    np.testing.assert_allclose(np.asarray(b.eps_g), np.asarray(a.eps_g), rtol=1e-9)
+    assert np.all(np.asarray(b.states.Q[-1, 2:, :]) == 0) and np.all(np.asarray(b.states.v[-1, 2:]) == 0)
+
+
+def test_jit_vmap_with_per_element_status():
+    s = reference_state(2, 2)
+    etas = jnp.asarray([0.2, 0.5, 8.0])  # the last one diverges (linear network: exponential blow-up)
+
+    @jax.jit
+    def run(eta):
+        return solve_ode(s, SGDConfig(eta=eta, sigma=0.1, activation="linear"), [0.0, 10.0, 200.0], throw=False)
+
+    sols = jax.vmap(run)(etas)
+    status = np.asarray(sols.status)
+    assert list(status[:2]) == [Status.SUCCESS, Status.SUCCESS]
+    assert status[2] == Status.DIVERGED
+    assert np.all(np.isfinite(np.asarray(sols.eps_g[:2])))
+    assert np.isnan(np.asarray(sols.eps_g[2, -1]))  # reported with a status, not silently
+    # each element equals its own single run
+    one = solve_ode(s, SGDConfig(eta=0.5, sigma=0.1, activation="linear"), [0.0, 10.0, 200.0])
+    np.testing.assert_allclose(np.asarray(sols.eps_g[1]), np.asarray(one.eps_g), rtol=1e-7)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "tsit5"])
+def test_divergence_is_reported(integrator):
+    s = reference_state(2, 2)
+    cfg = SGDConfig(eta=8.0, sigma=0.1, activation="linear")
+    sol = solve_ode(s, cfg, [0.0, 50.0, 100.0], integrator=integrator, throw=False)
+    assert int(sol.status) == Status.DIVERGED
+    assert float(sol.alpha_end) < 100.0
+    assert np.isnan(np.asarray(sol.eps_g[-1])) and np.all(np.isfinite(np.asarray(sol.states.Q)))
+    with pytest.raises(Exception, match="diverged"):
+        solve_ode(s, cfg, [0.0, 50.0, 100.0], integrator=integrator, throw=True)
+    # erf students do not blow up exponentially; their norms grow without bound, caught by the threshold
+    slow = solve_ode(s, SGDConfig(eta=20.0, sigma=0.1), [0.0, 1000.0], integrator=integrator,
+                     divergence_threshold=1e3, throw=False)
+    assert int(slow.status) == Status.DIVERGED
+
+
+@pytest.mark.parametrize("integrator", ["tsit5", "euler"])
+def test_grad_through_trajectory_matches_finite_differences(integrator):
+    s = reference_state(2, 2)
+    grid = np.linspace(0.0, 3.0, 4)
+
+    def final_error(eta, sigma):
+        sol = solve_ode(s, SGDConfig(eta=eta, sigma=sigma), grid, integrator=integrator, dt=0.01,
+                        rtol=1e-10, atol=1e-12)
+        return sol.eps_g[-1]
+
+    g = jax.grad(final_error, argnums=(0, 1))(0.5, 0.3)
+    h = 1e-5
+    fd_eta = (final_error(0.5 + h, 0.3) - final_error(0.5 - h, 0.3)) / (2 * h)
+    fd_sigma = (final_error(0.5, 0.3 + h) - final_error(0.5, 0.3 - h)) / (2 * h)
+    assert float(g[0]) == pytest.approx(float(fd_eta), rel=1e-5)
+    assert float(g[1]) == pytest.approx(float(fd_sigma), rel=1e-5)
+
+
+def test_no_recompilation_for_new_hyperparameters():
+    s = reference_state(2, 2)
+    traces = []
+
+    @jax.jit
+    def run(cfg):
+        traces.append(1)
+        return solve_ode(s, cfg, [0.0, 1.0], throw=False).eps_g
+
+    run(SGDConfig(eta=0.5, sigma=0.1))
+    run(SGDConfig(eta=0.7, sigma=0.2))
+    assert len(traces) == 1
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        SGDConfig(eta=-0.1)
+    with pytest.raises(ValueError, match="sigma must be finite"):
+        SGDConfig(eta=0.1, sigma=float("nan"))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        SGDConfig(eta=0.1, mode="three-layer")
+    s = reference_state(2, 2)
+    with pytest.raises(ValueError, match="integrator must be one of"):
+        solve_ode(s, SGDConfig(eta=0.1), [0.0, 1.0], integrator="rk99")
+    with pytest.raises(ValueError, match="non-decreasing"):
+        solve_ode(s, SGDConfig(eta=0.1), [0.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match="dt must be positive"):
+        solve_ode(s, SGDConfig(eta=0.1), [0.0, 1.0], integrator="euler", dt=0.0)
+
+
+def test_alpha_grid():
+    g = alpha_grid(1000.0, 5)
+    assert g[0] == 0 and g[-1] == pytest.approx(1000.0) and np.all(np.diff(g) > 0)
+    np.testing.assert_allclose(alpha_grid(10.0, 3, spacing="linear"), [0, 5, 10])
+    with pytest.raises(ValueError, match="final time"):
+        alpha_grid(-1.0)
