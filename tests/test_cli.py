@@ -1,0 +1,59 @@
+"""The command line: theory commands, one-line errors with exit code 2, JSON and plot outputs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxprune.cli import main
+
+
+def test_error_command(tmp_path, capsys):
+    state = {"Q": [[1.0, 0.0], [0.0, 1.0]], "R": [[1.0, 0.0], [0.0, 1.0]], "T": [[1.0, 0.0], [0.0, 1.0]],
+             "v": [1.0, 1.0], "v_star": [1.0, 1.0]}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(state))
+    assert main(["error", str(path), "--sigma", "0.5", "--json", str(tmp_path / "out.json")]) == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert abs(out["eps_g"]) < 1e-12  # student equals teacher
+    assert out["test_mse"] == pytest.approx(0.25)
+    assert "noise-free" in capsys.readouterr().out
+
+
+def test_ode_command_reproduces_reference_and_writes_outputs(tmp_path, capsys):
+    code = main(["ode", "--K", "2", "--M", "2", "--eta", "0.5", "--alpha", "10", "--integrator", "euler",
+                 "--json", str(tmp_path / "o.json"), "--plot", str(tmp_path / "o.png"), "--quiet"])
+    assert code == 0
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert out["status"] == 0 and out["eps_g"][0] == pytest.approx(0.666305, abs=1e-6)
+    assert np.asarray(out["final_state"]["Q"]).shape == (2, 2)
+    assert (tmp_path / "o.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["ode", "--eta", "-1"], "--eta"),
+        (["ode", "--K", "0"], "--K"),
+        (["ode", "--sigma", "nan"], "--sigma"),
+        (["ode", "--v-star", "1,2,3", "--M", "2"], "v-star"),
+        (["ode", "--integrator", "rk99"], "--integrator"),
+        (["error", "/nonexistent/state.json"], "does not exist"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(argv, words, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert words in err and len(err.splitlines()) == 1
+
+
+def test_non_psd_state_file_is_rejected(tmp_path, capsys):
+    bad = {"Q": [[1.0]], "R": [[2.0]], "T": [[1.0]], "v": [1.0], "v_star": [1.0]}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    assert main(["error", str(path)]) == 2
+    assert "positive semi-definite" in capsys.readouterr().err
