@@ -1,0 +1,175 @@
+"""All pruning methods side by side on one student: expected errors at every budget (THEORY.md 6).
+
+Node methods keep `k` of `K` units; edge methods keep a fraction `p` of every unit's incoming weights. At
+equal parameter count (THEORY.md 6, "theory" rule) `p = k / K`; the seed paper's rule is offered too
+(`jaxprune._edge.matched_keep_fraction`). Every error is the noise-free `eps_g`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from ._activations import AbstractActivation, Erf, get_activation
+from ._edge import edge_params, edge_prune_theory, matched_keep_fraction, node_params
+from ._error import generalisation_error
+from ._node import expected_node_error
+from ._overlaps import Overlaps
+
+__all__ = [
+    "NODE_METHODS",
+    "EDGE_METHODS",
+    "METHODS",
+    "NODE_REWEIGHTS",
+    "EDGE_RESCALES",
+    "prune_expected",
+    "compare_methods",
+    "best_by_method",
+    "format_compare_table",
+]
+
+NODE_METHODS = ("random-node", "importance-node", "dpp-node")
+EDGE_METHODS = ("random-edge", "magnitude-edge", "dpp-edge")
+METHODS = NODE_METHODS + EDGE_METHODS
+NODE_REWEIGHTS = ("none", "preactivation", "activation", "optimal")
+EDGE_RESCALES = ("none", "inverse-keep", "optimal")
+
+
+def _keep_to_k_or_p(method: str, keep: float, K: int) -> tuple[int | None, float | None]:
+    """`keep` is a number of units (integer >= 1) or a fraction in (0, 1]; return `(k, p)`."""
+    if not math.isfinite(keep) or keep <= 0:
+        raise ValueError(f"keep must be a unit count in 1..K={K} or a fraction in (0, 1], got {keep}")
+    is_count = keep >= 1 and float(keep).is_integer() and not (keep == 1 and method in EDGE_METHODS)
+    if method in NODE_METHODS:
+        k = int(keep) if is_count else int(round(keep * K))
+        if not 1 <= k <= K:
+            raise ValueError(f"keep must give 1 <= k <= K={K} kept units, got keep={keep} (k={k})")
+        return k, None
+    p = keep / K if is_count else float(keep)
+    if not 0 < p <= 1:
+        raise ValueError(f"keep must be a fraction in (0, 1] (or a unit count <= K={K}), got {keep}")
+    return None, p
+
+
+def prune_expected(
+    state: Overlaps,
+    method: str,
+    keep: float,
+    *,
+    reweight: str = "none",
+    rescale: str = "none",
+    kernel: str = "Q",
+    beta: float = 1.0,
+    jitter: float = 0.0,
+    samples: int | None = None,
+    key=None,
+    N: int = 500,
+    activation: AbstractActivation | str = Erf(),
+) -> dict:
+    """Expected `eps_g` after pruning `state` by `method` at budget `keep` (units, or a fraction).
+
+    Node methods use [`expected_node_error`][] (exact enumeration, or Monte Carlo with a standard error);
+    edge methods the Gaussian-equivalent map [`edge_prune_theory`][] (deterministic in the large-N limit).
+    `params_kept` counts `k N + k` (node) or `p K N + K` (edge) for input dimension `N`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    activation = get_activation(activation)
+    K = state.K
+    k, p = _keep_to_k_or_p(method, float(keep), K)
+    if method in NODE_METHODS:
+        r = expected_node_error(state, k, method=method.removesuffix("-node"), reweight=reweight,
+                                kernel=kernel, beta=beta, jitter=jitter, samples=samples, key=key,
+                                activation=activation)
+        return {"method": method, "option": reweight, "k": k, "p": k / K, "params_kept": node_params(K, N, k),
+                "mean": float(r.mean), "std": float(r.std), "stderr": float(r.stderr), "min": float(r.min),
+                "max": float(r.max), "exact": bool(r.exact), "status": int(r.status)}
+    r = edge_prune_theory(state, p, method=method.removesuffix("-edge"), rescale=rescale, activation=activation)
+    eps = float(r.eps_g)
+    return {"method": method, "option": rescale, "k": None, "p": p, "params_kept": edge_params(K, N, p),
+            "mean": eps, "std": 0.0, "stderr": 0.0, "min": eps, "max": eps, "exact": True,
+            "status": int(r.status)}
+
+
+def compare_methods(
+    state: Overlaps,
+    *,
+    budgets: Sequence[int] | None = None,
+    methods: Sequence[str] = METHODS,
+    reweights: Sequence[str] = NODE_REWEIGHTS,
+    rescales: Sequence[str] = EDGE_RESCALES,
+    kernel: str = "Q",
+    jitter: float = 1e-6,
+    N: int = 500,
+    match: str = "theory",
+    activation: AbstractActivation | str = Erf(),
+) -> list[dict]:
+    """Rows `{method, option, k, p, params_kept, mean, std, ...}` for every method, option and budget.
+
+    `budgets`: kept unit counts `k` (default `1..K-1`); edge methods are evaluated at the matched keep
+    fraction (`match="theory"`: `p = k/K`; `"seed-paper"`: `p = (kN + k - K)/(KN)`). The unpruned error is a
+    row with method `"none"`.
+    """
+    activation = get_activation(activation)
+    K = state.K
+    budgets = list(range(1, K)) if budgets is None else [int(b) for b in budgets]
+    for b in budgets:
+        if not 1 <= b <= K:
+            raise ValueError(f"budgets must be unit counts in 1..K={K}, got {b}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; allowed {METHODS}")
+    base = float(generalisation_error(state, activation))
+    rows = [{"method": "none", "option": "", "k": K, "p": 1.0, "params_kept": node_params(K, N, K),
+             "mean": base, "std": 0.0, "stderr": 0.0, "min": base, "max": base, "exact": True, "status": 0}]
+    for k in budgets:
+        p = matched_keep_fraction(K, N, k, rule=match)
+        for m in methods:
+            if m in NODE_METHODS:
+                for rw in reweights:
+                    row = prune_expected(state, m, k, reweight=rw, kernel=kernel, jitter=jitter, N=N,
+                                         activation=activation)
+                    rows.append(row | {"budget_k": k})
+            else:
+                for rs in rescales:
+                    row = prune_expected(state, m, p, rescale=rs, N=N, activation=activation)
+                    rows.append(row | {"budget_k": k})
+    return rows
+
+
+def best_by_method(rows: Sequence[dict]) -> dict[tuple[str, int], dict]:
+    """For each `(method, budget_k)`, the row with the lowest mean over its options (reweight/rescale)."""
+    best: dict[tuple[str, int], dict] = {}
+    for r in rows:
+        if r["method"] == "none":
+            continue
+        key = (r["method"], r["budget_k"])
+        if key not in best or r["mean"] < best[key]["mean"]:
+            best[key] = r
+    return best
+
+
+def format_compare_table(rows: Sequence[dict], *, digits: int = 4) -> str:
+    """A markdown table: one row per method/option, one column per budget `k` (mean +- std over subsets)."""
+    budgets = sorted({r["budget_k"] for r in rows if "budget_k" in r})
+    lines = ["| method | option | " + " | ".join(f"k={k}" for k in budgets) + " |",
+             "|---|---|" + "---|" * len(budgets)]
+    by = {}
+    for r in rows:
+        if "budget_k" in r:
+            by.setdefault((r["method"], r["option"]), {})[r["budget_k"]] = r
+    for (m, o), cells in by.items():
+        vals = []
+        for k in budgets:
+            r = cells.get(k)
+            if r is None:
+                vals.append("")
+            elif r["std"] > 0:
+                vals.append(f"{r['mean']:.{digits}g} ± {r['std']:.2g}")
+            else:
+                vals.append(f"{r['mean']:.{digits}g}")
+        lines.append(f"| {m} | {o} | " + " | ".join(vals) + " |")
+    base = [r for r in rows if r["method"] == "none"]
+    if base:
+        lines.append(f"\nunpruned eps_g = {base[0]['mean']:.{digits}g}")
+    return "\n".join(lines)

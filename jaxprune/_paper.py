@@ -1,0 +1,275 @@
+"""The seed paper's teacher-student experiment, in theory and in finite-N simulation (THEORY.md 6.3).
+
+Students are trained by online SGD (`jaxprune._simulate`) at the seed paper's settings (N = 500, M = 2, K = 6,
+two-layer mode, `v* = 4`, eta = 0.5, 800 000 samples); each trained network is pruned by every method at
+every budget, and two numbers are set side by side:
+
+- *predicted*: the order-parameter theory applied to the trained student's overlaps (exact expectation over
+  subsets for node methods; the Gaussian-equivalent large-N map for edge methods);
+- *measured*: the concrete pruned network (masks applied to the actual weights; random and DPP masks drawn
+  many times), its exact error from its own overlaps, and its empirical noisy test MSE on fresh inputs.
+
+For node pruning the pruned network's overlaps are exactly the theory's `Q_SS, R_S`, so predicted and
+measured differ only by mask sampling; for edge pruning they differ because trained weights are not exactly
+Gaussian per coordinate and `N` is finite: that gap is the test of THEORY.md 6.2. Every error is the noise-free
+`eps_g` unless a column says "test MSE" (noisy labels: `2 eps_g + sigma^2`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._compare import NODE_REWEIGHTS, best_by_method, compare_methods
+from ._dpp import kdpp_eigen, sample_kdpp_mask, sample_uniform_subset
+from ._dynamics import SGDConfig
+from ._edge import (
+    apply_edge_mask,
+    dpp_edge_mask,
+    edge_prune_theory,
+    magnitude_edge_mask,
+    matched_keep_fraction,
+    random_edge_mask,
+)
+from ._error import generalisation_error
+from ._node import importance_mask, kernel_matrix, prune_nodes
+from ._overlaps import Overlaps, overlaps_from_weights
+from ._simulate import init_student, make_teacher, simulate_seeds
+
+__all__ = ["PaperSetting", "train_students", "simulation_check", "claims_from_rows", "winner_map"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperSetting:
+    """The seed paper's teacher-student setting (its simulations: N=500, M=2, K=6, v*=4, 800 000 samples)."""
+
+    N: int = 500
+    M: int = 2
+    K: int = 6
+    v_star: float = 4.0
+    eta: float = 0.5
+    steps: int = 800_000
+    init_scale: float = 1.0
+
+    def config(self, sigma: float) -> SGDConfig:
+        return SGDConfig(eta=self.eta, eta_v=self.eta, sigma=sigma, mode="two-layer")
+
+
+def train_students(setting: PaperSetting, sigma: float, seeds: int, *, seed: int = 0, records: int = 20):
+    """Train `seeds` students (each with its own teacher) in float32; returns `(teachers, students, result)`
+    with a leading seed axis, the students being the final weights."""
+    key = jax.random.key(seed)
+    kt, ks, kr = jax.random.split(key, 3)
+    teachers = jax.vmap(lambda k: make_teacher(k, setting.N, setting.M, v_star=setting.v_star))(
+        jax.random.split(kt, seeds))
+    students = jax.vmap(lambda k: init_student(k, setting.N, setting.K, scale=setting.init_scale,
+                                               v0="random", v0_scale=0.1))(jax.random.split(ks, seeds))
+    record_every = setting.steps // records
+    steps = record_every * records
+    res = simulate_seeds(jax.random.split(kr, seeds), teachers, students, setting.config(sigma), steps=steps,
+                         record_every=record_every)
+    return teachers, res.final, res
+
+
+def _state64(w, w_star, v, v_star) -> Overlaps:
+    f = lambda a: jnp.asarray(np.asarray(a, dtype=np.float64))
+    return overlaps_from_weights(f(w), f(w_star), f(v), f(v_star))
+
+
+def _fresh_test_mse(key, w, v, w_star, v_star, sigma, samples):
+    """Empirical noisy test MSE `mean (phi - y)^2` on fresh Gaussian inputs (float64)."""
+    N = w.shape[1]
+    x = jax.random.normal(key, (samples, N), jnp.float64) / math.sqrt(N)
+    g = lambda z: jax.scipy.special.erf(z / math.sqrt(2.0))
+    phi = g(x @ w.T) @ v
+    y = g(x @ w_star.T) @ v_star + sigma * jax.random.normal(jax.random.fold_in(key, 1), (samples,), jnp.float64)
+    return jnp.mean(jnp.square(phi - y))
+
+
+def _node_masks(key, state, method, k, n_masks, kernel, jitter):
+    K = state.K
+    if method == "importance-node":
+        return np.asarray(importance_mask(state, k))[None, :]
+    keys = jax.random.split(key, n_masks)
+    if method == "random-node":
+        idx = jax.vmap(sample_uniform_subset, in_axes=(0, None, None))(keys, K, k)
+        masks = np.zeros((n_masks, K), bool)
+        masks[np.arange(n_masks)[:, None], np.asarray(idx)] = True
+        return masks
+    eig = kdpp_eigen(kernel_matrix(state, kernel, jitter=jitter))
+    return np.asarray(jax.vmap(sample_kdpp_mask, in_axes=(0, None, None))(keys, eig, k))
+
+
+@jax.jit
+def _masked_network_errors(w, vs, w_star, v_star, masks):
+    """Exact `eps_g` of concrete networks `w * mask` (rows or entries) with second layers `vs`, from their
+    own overlaps (`overlaps_from_weights`), for a batch of masks."""
+
+    def one(mask, v):
+        wm = jnp.where(mask if mask.ndim == 2 else mask[:, None], w, 0.0)
+        return generalisation_error(overlaps_from_weights(wm, w_star, v, v_star))
+
+    return jax.vmap(one)(masks, vs)
+
+
+def _node_second_layers(state, masks, reweight):
+    """Reweighted second layers for a batch of node masks (from the network's own overlaps)."""
+    return jax.vmap(lambda m: prune_nodes(state, m, reweight=reweight)[0].v)(jnp.asarray(masks))
+
+
+def simulation_check(
+    setting: PaperSetting = PaperSetting(),
+    *,
+    sigmas: Sequence[float] = (0.0, 0.25),
+    seeds: int = 3,
+    masks: int = 20,
+    test_samples: int = 20_000,
+    kernel: str = "Q",
+    jitter: float = 1e-6,
+    reweights: Sequence[str] = ("none", "preactivation", "optimal"),
+    rescales: Sequence[str] = ("none", "optimal"),
+    seed: int = 0,
+    progress=None,
+) -> dict:
+    """Train, prune by every method at every budget `k = 1..K-1` (edges at `p = k/K`), and compare
+    predicted with measured errors. Returns `{"rows": [...], "theory_rows": {sigma: [...]}, ...}`.
+
+    Each row: `sigma, method, option, k, p, predicted (mean, std over seeds), measured eps_g (mean, std over
+    seeds and masks), measured noisy test MSE on fresh inputs (mean over the first masks) beside `2 eps_g + sigma^2` of the same
+    masks' overlaps (`test_mse_from_overlaps`).
+    """
+    K, N = setting.K, setting.N
+    rows, theory_rows, train_info = [], {}, {}
+    key = jax.random.key(seed + 1)
+    for sigma in sigmas:
+        teachers, students, res = train_students(setting, sigma, seeds, seed=seed)
+        eps_trained = np.asarray(res.eps_g[:, -1], dtype=float)
+        train_info[str(sigma)] = {"eps_g_final": eps_trained.tolist(), "status": np.asarray(res.status).tolist()}
+        per = {}  # (method, option, k) -> lists over seeds
+        theory_rows[str(sigma)] = []
+        for s in range(seeds):
+            w = jnp.asarray(np.asarray(students.w[s], np.float64))
+            v = jnp.asarray(np.asarray(students.v[s], np.float64))
+            w_star = jnp.asarray(np.asarray(teachers.w_star[s], np.float64))
+            v_star = jnp.asarray(np.asarray(teachers.v_star[s], np.float64))
+            state = _state64(w, w_star, v, v_star)
+            trows = compare_methods(state, reweights=reweights, rescales=rescales, kernel=kernel, jitter=jitter,
+                                    N=N)
+            theory_rows[str(sigma)].append(trows)
+            pred = {(r["method"], r["option"], r.get("budget_k", K)): r["mean"] for r in trows}
+            for k in range(1, K):
+                p = matched_keep_fraction(K, N, k)
+                for method in ("random-node", "importance-node", "dpp-node"):
+                    key, sub = jax.random.split(key)
+                    mk = _node_masks(sub, state, method, k, masks, kernel, jitter)
+                    for rw in reweights:
+                        vs = _node_second_layers(state, mk, rw)
+                        errs = np.asarray(_masked_network_errors(w, vs, w_star, v_star, jnp.asarray(mk)))
+                        mses, mse_pred = [], []
+                        for j in range(min(3, len(mk))):
+                            key, kk = jax.random.split(key)
+                            wp = jnp.where(jnp.asarray(mk[j])[:, None], w, 0.0)
+                            mses.append(float(_fresh_test_mse(kk, wp, vs[j], w_star, v_star, sigma, test_samples)))
+                            mse_pred.append(2 * float(errs[j]) + sigma**2)
+                        d = per.setdefault((method, rw, k), {"pred": [], "meas": [], "mse": [], "mse_pred": []})
+                        d["mse_pred"].extend(mse_pred)
+                        d["pred"].append(pred[(method, rw, k)])
+                        d["meas"].extend(errs.tolist())
+                        d["mse"].extend(mses)
+                for method in ("random-edge", "magnitude-edge", "dpp-edge"):
+                    key, sub = jax.random.split(key)
+                    n_m = masks if method != "magnitude-edge" else 1
+                    if method == "random-edge":
+                        mk = jax.vmap(lambda kk: random_edge_mask(kk, w, p))(jax.random.split(sub, n_m))
+                    elif method == "magnitude-edge":
+                        mk = magnitude_edge_mask(w, p)[None]
+                    else:
+                        mk = dpp_edge_mask(sub, w, p, kernel="diagonal", num_samples=n_m)
+                    for rs in rescales:
+                        th = edge_prune_theory(state, p, method=method.removesuffix("-edge"), rescale=rs)
+                        wc = w * th.c[:, None]
+                        vs = jnp.broadcast_to(v, (n_m, K))
+                        errs = np.asarray(_masked_network_errors(wc, vs, w_star, v_star, jnp.asarray(mk)))
+                        mses, mse_pred = [], []
+                        for j in range(min(3, n_m)):
+                            key, kk = jax.random.split(key)
+                            wp = apply_edge_mask(w, mk[j], th.c)
+                            mses.append(float(_fresh_test_mse(kk, wp, v, w_star, v_star, sigma, test_samples)))
+                            mse_pred.append(2 * float(errs[j]) + sigma**2)
+                        d = per.setdefault((method, rs, k), {"pred": [], "meas": [], "mse": [], "mse_pred": []})
+                        d["mse_pred"].extend(mse_pred)
+                        d["pred"].append(float(th.eps_g))
+                        d["meas"].extend(errs.tolist())
+                        d["mse"].extend(mses)
+            if progress is not None:
+                progress.update(1)
+        for (method, opt, k), d in per.items():
+            pr, me = np.asarray(d["pred"]), np.asarray(d["meas"])
+            rows.append({
+                "sigma": sigma, "method": method, "option": opt, "k": k, "p": k / K,
+                "predicted": float(pr.mean()), "predicted_std": float(pr.std()),
+                "measured": float(me.mean()), "measured_std": float(me.std()),
+                "measured_test_mse": float(np.mean(d["mse"])),
+                "test_mse_from_overlaps": float(np.mean(d["mse_pred"])),
+                "n_masks": len(d["meas"]),
+            })
+    return {"setting": dataclasses.asdict(setting), "rows": rows, "theory_rows": theory_rows,
+            "training": train_info, "seeds": seeds, "masks": masks}
+
+
+def claims_from_rows(rows: Sequence[dict], value: str = "predicted") -> list[dict]:
+    """Decide the seed paper's claims at every `(sigma, k)` from simulation-check rows.
+
+    Claim 1: DPP node pruning with reweighting (its best rule) has lower error than random node pruning and
+    than importance node pruning (each with its best rule; also each without reweighting).
+    Claim 2: at equal parameter count, random edge pruning (best rescale) has lower error than DPP node
+    pruning (best reweighting).
+    """
+    table = {}
+    for r in rows:
+        table[(r["sigma"], r["method"], r["option"], r["k"])] = r[value]
+    out = []
+    for sigma, k in sorted({(r["sigma"], r["k"]) for r in rows}):
+        def best(method, options=None):
+            vals = [v for (s, m, o, kk), v in table.items() if s == sigma and kk == k and m == method
+                    and (options is None or o in options)]
+            return min(vals) if vals else float("nan")
+
+        rw = [o for o in NODE_REWEIGHTS if o != "none"]
+        dpp_rw, rand_rw, imp_rw = best("dpp-node", rw), best("random-node", rw), best("importance-node", rw)
+        dpp0, rand0, imp0 = (best(m, ["none"]) for m in ("dpp-node", "random-node", "importance-node"))
+        edge = best("random-edge")
+        out.append({
+            "sigma": sigma, "k": k,
+            "dpp_node_reweighted": dpp_rw, "random_node_reweighted": rand_rw, "importance_node_reweighted": imp_rw,
+            "dpp_node_plain": dpp0, "random_node_plain": rand0, "importance_node_plain": imp0,
+            "random_edge_best": edge,
+            "claim1_dpp_beats_random": bool(dpp_rw < rand_rw),
+            "claim1_dpp_beats_importance": bool(dpp_rw < imp_rw),
+            "claim1_plain_dpp_beats_random": bool(dpp0 < rand0),
+            "claim1_plain_dpp_beats_importance": bool(dpp0 < imp0),
+            "claim2_random_edge_beats_dpp_node": bool(edge < dpp_rw),
+        })
+    return out
+
+
+def winner_map(states: dict, *, kernel: str = "Q", jitter: float = 1e-6, N: int = 500) -> list[dict]:
+    """Which method (best option) has the lowest expected error for each labelled state and budget.
+
+    `states` maps a label (e.g. `(K/M, sigma)`) to an [`Overlaps`][]; returns rows
+    `{label, k, p, winner, errors: {method: eps}}` over `k = 1..K-1`.
+    """
+    out = []
+    for label, state in states.items():
+        rows = compare_methods(state, kernel=kernel, jitter=jitter, N=N)
+        best = best_by_method(rows)
+        for k in range(1, state.K):
+            errs = {m: best[(m, k)]["mean"] for (m, kk) in best if kk == k}
+            out.append({"label": label, "k": k, "p": k / state.K, "winner": min(errs, key=errs.get),
+                        "errors": errs})
+    return out
