@@ -1,0 +1,668 @@
+"""Node pruning as a map on order parameters (THEORY.md section 6.1).
+
+Keeping a subset `S` of the `K` student units gives a student with overlaps `Q' = Q_SS`, `R' = R_S` and a new
+second layer `v'_S` (one of four reweighting rules). Subsets are boolean masks of fixed length `K`: a removed
+unit stays as an *inactive slot* (zero row and column of `Q`, zero row of `R`, `v = 0`), which contributes
+nothing to any Gaussian average, so the pruned state has the same error as the smaller student and everything
+vmaps over masks.
+
+Expected errors over subset distributions (random, importance, k-DPP) are computed exactly by vectorised
+enumeration of all `C(K, k)` subsets while that is feasible, by Monte Carlo otherwise, or (without
+reweighting) in closed form from first- and second-order inclusion probabilities.
+
+Every error reported here is the noise-free generalisation error `eps_g` of THEORY.md section 3.
+
+References: Acharyya, Chattoraj, Zhang, Das, Stefankovic, UAI 2021 (arXiv 2006.16617); Mariet & Sra, ICLR 2016
+(activation-space fusing); Kulesza & Taskar 2012 (k-DPPs).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+
+from ._activations import AbstractActivation, Erf, get_activation
+from ._dpp import (
+    check_kdpp_kernel,
+    enumerate_subsets,
+    kdpp_eigen,
+    kdpp_enumerate,
+    kdpp_marginals,
+    sample_kdpp,
+    sample_uniform_subset,
+    uniform_marginals,
+)
+from ._error import activation_covariance
+from ._overlaps import Overlaps
+from ._status import Status
+
+__all__ = [
+    "NodePruningResult",
+    "expected_node_error",
+    "expected_node_error_closed_form",
+    "importance_mask",
+    "importance_scores",
+    "kernel_matrix",
+    "prune_nodes",
+    "reweighted_output_weights",
+]
+
+Reweight = Literal["none", "preactivation", "activation", "optimal"]
+Method = Literal["random", "importance", "dpp"]
+Kernel = Literal["Q", "A", "rbf"]
+
+REWEIGHTS = ("none", "preactivation", "activation", "optimal")
+METHODS = ("random", "importance", "dpp")
+KERNELS = ("Q", "A", "rbf")
+
+#: enumerate all subsets exactly while `C(K, k)` is at most this (THEORY.md 6.1)
+MAX_ENUMERATE = 200_000
+#: Monte Carlo sample count used when enumeration is infeasible and `samples` is not given
+DEFAULT_SAMPLES = 10_000
+#: default relative pivot threshold of the linear solves (see `_solve_psd`)
+DEFAULT_RCOND = 1e-10
+_BATCH = 1024
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helpers (host level)
+# --------------------------------------------------------------------------------------------------
+
+
+def _choice(value, allowed, name):
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def _check_k(k, K) -> int:
+    if isinstance(k, bool):
+        raise ValueError(f"`k` must be an integer in 1..K = 1..{K}, got {k!r}")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise ValueError(f"`k` must be a static Python integer in 1..K = 1..{K}, got {k!r}") from None
+    if not 1 <= k <= K:
+        raise ValueError(f"`k` (units kept) must satisfy 1 <= k <= K = {K}, got {k}")
+    return k
+
+
+def _check_float(value, name, *, low=None, strict=False):
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a real number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
+    if low is not None and (x < low or (strict and x == low)):
+        raise ValueError(f"`{name}` must be {'>' if strict else '>='} {low}, got {value!r}")
+    return x
+
+
+def _check_state(state: Overlaps, name="state") -> None:
+    if not isinstance(state, Overlaps):
+        raise ValueError(f"`{name}` must be an Overlaps, got {type(state).__name__}")
+    for field in ("Q", "R", "T", "v", "v_star"):
+        a = np.asarray(getattr(state, field))
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"`{name}.{field}` has non-finite entries (NaN or inf)")
+
+
+# --------------------------------------------------------------------------------------------------
+# linear algebra: fixed-shape PSD solve with pivot skipping
+# --------------------------------------------------------------------------------------------------
+
+
+def _solve_psd(
+    G: Float[Array, "n n"], b: Float[Array, " n"], rcond: float
+) -> tuple[Float[Array, " n"], Bool[Array, ""]]:
+    """Solve `G x = b` for symmetric PSD `G` by Gauss-Jordan elimination that skips tiny pivots.
+
+    Returns `(x, singular)`. The pivot of step `j` is the Schur complement `G_jj - G_jP G_PP^{-1} G_Pj` over
+    the earlier accepted units `P` (the squared distance, in the metric `G`, of unit `j` from their span).
+    A pivot below `rcond * max_i G_ii` marks `j` as numerically dependent: its equation is dropped and
+    `x_j = 0`, and the remaining units are solved exactly. For a consistent system (`b` in the range of `G`;
+    always the case for the reweighting rules, whose right-hand sides are Gram products) this is an exact
+    least-squares solution; e.g. of two identical units the first takes the whole weight. Fixed shapes and
+    elementwise updates (no LAPACK call per matrix), so batches of small systems vmap fast on CPU; unrolled
+    for `n <= 16`.
+    """
+    n = G.shape[-1]
+    rows = jnp.arange(n)
+    tol = rcond * jnp.max(jnp.abs(jnp.diagonal(G)))
+    W = jnp.concatenate([G, b[:, None]], axis=1)
+
+    def step(j, carry):
+        W, singular = carry
+        d = W[j, j]
+        ok = d > tol
+        row = jnp.where(ok, W[j] / jnp.where(ok, d, 1.0), 0.0)
+        col = jnp.where(rows == j, 0.0, W[:, j])
+        W = W - col[:, None] * row[None, :]
+        W = jnp.where((rows == j)[:, None], row[None, :], W)
+        return W, singular | ~ok
+
+    carry = (W, jnp.asarray(False))
+    if n <= 16:
+        for j in range(n):
+            carry = step(j, carry)
+    else:
+        carry = jax.lax.fori_loop(0, n, step, carry, unroll=4)
+    W, singular = carry
+    return W[:, n], singular
+
+
+def _masked_solve(
+    G: Float[Array, "K K"], b: Float[Array, " K"], mask: Bool[Array, " K"], rcond: float, ridge
+) -> tuple[Float[Array, " K"], Bool[Array, ""]]:
+    """Solve `(G_SS + ridge I) x_S = b_S` with fixed shapes: identity (scaled) on the removed slots, `x_Sc = 0`."""
+    both = mask[:, None] & mask[None, :]
+    scale = jnp.max(jnp.where(mask, jnp.abs(jnp.diagonal(G)), 0.0))
+    fill = jnp.where(scale > 0, scale, 1.0)
+    eye = jnp.eye(G.shape[-1], dtype=G.dtype)
+    Gm = jnp.where(both, G + ridge * eye, jnp.where(mask[:, None] | mask[None, :], 0.0, fill * eye))
+    return _solve_psd(Gm, jnp.where(mask, b, 0.0), rcond)
+
+
+# --------------------------------------------------------------------------------------------------
+# kernels and scores
+# --------------------------------------------------------------------------------------------------
+
+
+def _student_blocks(state: Overlaps, activation: AbstractActivation):
+    """`A = I2` among students (K x K), `B = I2` students x teachers (K x M), `C = I2` among teachers."""
+    full = activation_covariance(state, activation)
+    K = state.K
+    return full[:K, :K], full[:K, K:], full[K:, K:]
+
+
+@eqx.filter_jit
+def kernel_matrix(
+    state: Overlaps,
+    kernel: Kernel = "Q",
+    *,
+    beta: float | Float[ArrayLike, ""] = 1.0,
+    jitter: float | Float[ArrayLike, ""] = 0.0,
+    activation: AbstractActivation | str = Erf(),
+) -> Float[Array, "K K"]:
+    """The k-DPP kernel of node pruning as a function of the overlaps, plus `jitter I` (THEORY.md 6.1).
+
+    - `"Q"`: `L = Q` (linear kernel on pre-activations; the seed paper's code, up to scale);
+    - `"A"`: `L_ik = A_ik = E[g(lambda_i) g(lambda_k)] = I2(i,k)` (activation covariance);
+    - `"rbf"`: `L_ik = exp(-beta E[(g(lambda_i) - g(lambda_k))^2]) = exp(-beta (A_ii + A_kk - 2 A_ik))`.
+
+    **Arguments:** `state`; `kernel` one of `"Q"`, `"A"`, `"rbf"`; `beta > 0` (RBF inverse width);
+    `jitter >= 0` added to the diagonal; `activation` (`Erf()` by default).
+
+    **Returns:** the symmetric `K x K` kernel `L + jitter I`.
+    """
+    _choice(kernel, KERNELS, "kernel")
+    activation = get_activation(activation)
+    K = state.K
+    if kernel == "Q":
+        L = state.Q
+    else:
+        A = _student_blocks(state, activation)[0]
+        if kernel == "A":
+            L = A
+        else:
+            d = jnp.diagonal(A)
+            L = jnp.exp(-beta * jnp.maximum(d[:, None] + d[None, :] - 2.0 * A, 0.0))
+    L = 0.5 * (L + L.T)
+    return L + jitter * jnp.eye(K, dtype=L.dtype)
+
+
+@eqx.filter_jit
+def importance_scores(state: Overlaps) -> Float[Array, " K"]:
+    """Importance (magnitude) score of each unit, `s_i = |v_i| sqrt(Q_ii)`: the RMS of its output contribution
+    `v_i lambda_i`."""
+    return jnp.abs(state.v) * jnp.sqrt(jnp.maximum(jnp.diagonal(state.Q), 0.0))
+
+
+def importance_mask(state: Overlaps, k: int) -> Bool[Array, " K"]:
+    """Keep the `k` units with the largest `|v_i| sqrt(Q_ii)`; ties broken by the lower index (deterministic)."""
+    return _importance_mask(state, _check_k(k, state.K))
+
+
+@eqx.filter_jit
+def _importance_mask(state: Overlaps, k: int) -> Bool[Array, " K"]:
+    order = jnp.argsort(-importance_scores(state), stable=True)
+    return jnp.zeros((state.K,), bool).at[order[:k]].set(True)
+
+
+# --------------------------------------------------------------------------------------------------
+# pruning one subset
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_mask(mask, K) -> Bool[Array, " K"]:
+    mask = jnp.asarray(mask)
+    if mask.shape != (K,):
+        raise ValueError(f"`mask` must have shape (K,) = ({K},), got {mask.shape}")
+    if mask.dtype != jnp.bool_:
+        raise ValueError(f"`mask` must be a boolean array, got dtype {mask.dtype}")
+    return mask
+
+
+def reweighted_output_weights(
+    state: Overlaps,
+    mask: Bool[ArrayLike, " K"],
+    *,
+    reweight: Reweight = "none",
+    activation: AbstractActivation | str = Erf(),
+    ridge: float | Float[ArrayLike, ""] = 0.0,
+    rcond: float = DEFAULT_RCOND,
+) -> tuple[Float[Array, " K"], Int[Array, ""]]:
+    """The new second layer `v'` (zero on removed slots) and a status code; THEORY.md 6.1.
+
+    - `none`: `v'_S = v_S`;
+    - `preactivation`: `v'_S = v_S + Q_SS^{-1} Q_{S,Sc} v_Sc`;
+    - `activation`: `v'_S = v_S + A_SS^{-1} A_{S,Sc} v_Sc`, `A_ik = I2(i,k)`;
+    - `optimal`: `v'_S = A_SS^{-1} B_S v*`, `B_in = I2(i,n)`.
+
+    The matrix inverted is `G_SS + ridge I`; a numerically singular one (e.g. duplicated units) is solved by
+    skipping dependent pivots (see `_solve_psd`, relative threshold `rcond`), which still gives an exact
+    least-squares solution, and the status is `Status.SINGULAR` instead of `Status.SUCCESS`.
+    """
+    _choice(reweight, REWEIGHTS, "reweight")
+    mask = _check_mask(mask, state.K)
+    activation = get_activation(activation)
+    m = mask.astype(state.v.dtype)
+    v = state.v
+    if reweight == "none":
+        return v * m, jnp.asarray(Status.SUCCESS, jnp.int32)
+    if reweight == "preactivation":
+        G = state.Q
+    else:
+        A, B, _ = _student_blocks(state, activation)
+        G = A
+    if reweight == "optimal":
+        x, singular = _masked_solve(G, B @ state.v_star, mask, rcond, ridge)
+        new = x
+    else:
+        x, singular = _masked_solve(G, G @ (v * (1.0 - m)), mask, rcond, ridge)
+        new = v + x
+    status = jnp.where(singular, Status.SINGULAR, Status.SUCCESS).astype(jnp.int32)
+    return new * m, status
+
+
+@eqx.filter_jit
+def prune_nodes(
+    state: Overlaps,
+    mask: Bool[ArrayLike, " K"],
+    *,
+    reweight: Reweight = "none",
+    activation: AbstractActivation | str = Erf(),
+    ridge: float | Float[ArrayLike, ""] = 0.0,
+    rcond: float = DEFAULT_RCOND,
+) -> tuple[Overlaps, Int[Array, ""]]:
+    """Keep the units `S = {i : mask_i}`: `Q' = Q_SS`, `R' = R_S`, `v'_S` by `reweight` (THEORY.md 6.1).
+
+    The result keeps `K` slots: removed units become inactive (zero row/column of `Q`, zero row of `R`,
+    `v = 0`), exactly equivalent to deleting them, so `prune_nodes` vmaps over masks.
+
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] of the unpruned student.
+    - `mask`: boolean `(K,)`, `True` for kept units.
+    - `reweight`: `"none"`, `"preactivation"`, `"activation"` or `"optimal"` (see
+      [`reweighted_output_weights`][]).
+    - `activation`: the activation (`Erf()` by default); used by the activation-space rules.
+    - `ridge`: Tikhonov term added to the kept block before solving (default 0).
+    - `rcond`: relative pivot threshold under which a kept unit counts as linearly dependent.
+
+    **Returns:** `(pruned_state, status)`, status `Status.SUCCESS` or `Status.SINGULAR` (int32).
+    """
+    mask = _check_mask(mask, state.K)
+    v_new, status = reweighted_output_weights(
+        state, mask, reweight=reweight, activation=activation, ridge=ridge, rcond=rcond
+    )
+    both = mask[:, None] & mask[None, :]
+    pruned = Overlaps(
+        Q=jnp.where(both, state.Q, 0.0),
+        R=jnp.where(mask[:, None], state.R, 0.0),
+        T=state.T,
+        v=v_new,
+        v_star=state.v_star,
+    )
+    return pruned, status
+
+
+# --------------------------------------------------------------------------------------------------
+# many subsets (gathered k x k blocks)
+# --------------------------------------------------------------------------------------------------
+
+
+class _Blocks(eqx.Module):
+    """What the error of every pruned subset needs, computed once: `A`, `b = B v*`, `c = v*^T C v*`, `G`, `G v`."""
+
+    A: Float[Array, "K K"]
+    b: Float[Array, " K"]
+    c: Float[Array, ""]
+    G: Float[Array, "K K"]
+    Gv: Float[Array, " K"]
+    v: Float[Array, " K"]
+
+
+@eqx.filter_jit
+def _blocks(state: Overlaps, reweight: str, activation: AbstractActivation) -> _Blocks:
+    A, B, C = _student_blocks(state, activation)
+    G = state.Q if reweight == "preactivation" else A
+    return _Blocks(A=A, b=B @ state.v_star, c=state.v_star @ C @ state.v_star, G=G, Gv=G @ state.v, v=state.v)
+
+
+def _subset_error(blocks: _Blocks, idx: Int[Array, " k"], reweight: str, rcond: float, ridge):
+    """`eps_g` of the student pruned to the units `idx`: `1/2 [v'^T A_SS v' - 2 v'^T (B v*)_S + v*^T C v*]`."""
+    sub = idx[:, None], idx[None, :]
+    A_SS, b_S, v_S = blocks.A[sub], blocks.b[idx], blocks.v[idx]
+    k = idx.shape[0]
+    singular = jnp.asarray(False)
+    if reweight == "none":
+        vp = v_S
+    else:
+        G_SS = blocks.G[sub] + ridge * jnp.eye(k, dtype=A_SS.dtype)
+        if reweight == "optimal":
+            vp, singular = _solve_psd(A_SS + ridge * jnp.eye(k, dtype=A_SS.dtype), b_S, rcond)
+        else:
+            rhs = blocks.Gv[idx] - blocks.G[sub] @ v_S  # G_{S,Sc} v_Sc
+            x, singular = _solve_psd(G_SS, rhs, rcond)
+            vp = v_S + x
+    err = 0.5 * (vp @ A_SS @ vp - 2.0 * vp @ b_S + blocks.c)
+    return err, singular
+
+
+@eqx.filter_jit
+def _subset_errors_batch(blocks: _Blocks, idx: Int[Array, "B k"], reweight: str, rcond: float, ridge):
+    return jax.vmap(lambda i: _subset_error(blocks, i, reweight, rcond, ridge))(idx)
+
+
+def _subset_errors(blocks: _Blocks, idx, reweight: str, rcond: float, ridge):
+    """Errors and singular flags of many subsets (rows of `idx`).
+
+    Evaluated in fixed-size batches of `_BATCH` subsets (the last one padded), so that one compilation per
+    `(K, k, reweight)` serves every number of subsets (enumeration, Monte Carlo, point mass).
+    """
+    idx = np.asarray(idx, dtype=np.int32)
+    n = idx.shape[0]
+    pad = -n % _BATCH
+    if pad:
+        idx = np.concatenate([idx, np.broadcast_to(idx[:1], (pad, idx.shape[1]))], axis=0)
+    chunks = [
+        _subset_errors_batch(blocks, jnp.asarray(idx[s : s + _BATCH]), reweight, rcond, ridge)
+        for s in range(0, idx.shape[0], _BATCH)
+    ]
+    errors = jnp.concatenate([c[0] for c in chunks])[:n]
+    singular = jnp.concatenate([c[1] for c in chunks])[:n]
+    return errors, singular
+
+
+@eqx.filter_jit
+def _sample_indices(key, eig, K: int, k: int, samples: int, dpp: bool) -> Int[Array, "S k"]:
+    keys = jax.random.split(key, samples)
+    if dpp:
+        return jax.vmap(sample_kdpp, in_axes=(0, None, None))(keys, eig, k)
+    return jax.vmap(sample_uniform_subset, in_axes=(0, None, None))(keys, K, k)
+
+
+# --------------------------------------------------------------------------------------------------
+# results
+# --------------------------------------------------------------------------------------------------
+
+
+class NodePruningResult(eqx.Module):
+    """Expected `eps_g` of node pruning to `k` units under a subset distribution.
+
+    **Fields:**
+
+    - `mean`: `E_S[eps_g(S)]` (exact, or the Monte Carlo estimate).
+    - `std`: spread of `eps_g(S)` over subsets (probability-weighted when exact; sample std for Monte Carlo;
+      NaN from the closed form).
+    - `stderr`: standard error of `mean` (0 when exact).
+    - `min`, `max`: extreme errors over the support (or the samples); NaN from the closed form.
+    - `exact`: `True` for enumeration, a point mass or the closed form; `False` for Monte Carlo.
+    - `num_subsets`: subsets enumerated (`C(K, k)`), samples drawn, or 1 for a point mass.
+    - `status`: `Status.SINGULAR` if any solve hit a singular block, else `Status.SUCCESS`.
+    - `num_singular`: number of subsets (or samples) whose solve was singular.
+    - `method`, `reweight`: what was computed.
+    - `masks`, `probs`, `errors`: per-subset masks `(C, K)`, probabilities `(C,)` and errors `(C,)`, only when
+      requested (`return_errors=True`), else `None`.
+    """
+
+    mean: Float[Array, ""]
+    std: Float[Array, ""]
+    stderr: Float[Array, ""]
+    min: Float[Array, ""]
+    max: Float[Array, ""]
+    status: Int[Array, ""]
+    num_singular: Int[Array, ""]
+    exact: bool = eqx.field(static=True)
+    num_subsets: int = eqx.field(static=True)
+    method: str = eqx.field(static=True)
+    reweight: str = eqx.field(static=True)
+    masks: Bool[ArrayLike, "C K"] | None = None
+    probs: Float[Array, " C"] | None = None
+    errors: Float[Array, " C"] | None = None
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        kind = "exact" if self.exact else "Monte Carlo"
+        return (
+            f"{self.method}/{self.reweight}: eps_g = {float(self.mean):.6g} +- {float(self.stderr):.2g} "
+            f"(std over subsets {float(self.std):.3g}, min {float(self.min):.4g}, max {float(self.max):.4g}; "
+            f"{kind}, {self.num_subsets} subsets, {int(self.num_singular)} singular)"
+        )
+
+
+def _status_of(singular) -> tuple[Array, Array]:
+    n = jnp.sum(singular).astype(jnp.int32)
+    return jnp.where(n > 0, Status.SINGULAR, Status.SUCCESS).astype(jnp.int32), n
+
+
+def _weighted_result(errors, probs, singular, *, method, reweight, masks, return_errors) -> NodePruningResult:
+    mean = jnp.sum(probs * errors)
+    var = jnp.sum(probs * jnp.square(errors - mean))
+    support = probs > 0
+    status, n_sing = _status_of(singular & support)
+    return NodePruningResult(
+        mean=mean,
+        std=jnp.sqrt(jnp.maximum(var, 0.0)),
+        stderr=jnp.zeros_like(mean),
+        min=jnp.min(jnp.where(support, errors, jnp.inf)),
+        max=jnp.max(jnp.where(support, errors, -jnp.inf)),
+        status=status,
+        num_singular=n_sing,
+        exact=True,
+        num_subsets=int(errors.shape[0]),
+        method=method,
+        reweight=reweight,
+        masks=masks if return_errors else None,
+        probs=probs if return_errors else None,
+        errors=errors if return_errors else None,
+    )
+
+
+def _sampled_result(errors, singular, idx, K, *, method, reweight, return_errors) -> NodePruningResult:
+    n = errors.shape[0]
+    mean = jnp.mean(errors)
+    std = jnp.std(errors, ddof=1) if n > 1 else jnp.zeros_like(mean)
+    status, n_sing = _status_of(singular)
+    masks = None
+    if return_errors:
+        masks = np.zeros((n, K), bool)
+        masks[np.arange(n)[:, None], np.asarray(idx)] = True
+    return NodePruningResult(
+        mean=mean,
+        std=std,
+        stderr=std / math.sqrt(n),
+        min=jnp.min(errors),
+        max=jnp.max(errors),
+        status=status,
+        num_singular=n_sing,
+        exact=False,
+        num_subsets=int(n),
+        method=method,
+        reweight=reweight,
+        masks=masks,
+        probs=jnp.full((n,), 1.0 / n, errors.dtype) if return_errors else None,
+        errors=errors if return_errors else None,
+    )
+
+
+def _indices_of(masks: np.ndarray, k: int) -> np.ndarray:
+    return np.nonzero(masks)[1].reshape(masks.shape[0], k).astype(np.int32)
+
+
+def _dpp_kernel(state, k, kernel, beta, jitter, activation):
+    L0 = kernel_matrix(state, kernel, beta=beta, jitter=0.0, activation=activation)
+    check_kdpp_kernel(L0, k, jitter=jitter)
+    return L0 + jitter * jnp.eye(state.K, dtype=L0.dtype)
+
+
+def expected_node_error(
+    state: Overlaps,
+    k: int,
+    *,
+    method: Method = "random",
+    reweight: Reweight = "none",
+    kernel: Kernel = "Q",
+    beta: float = 1.0,
+    jitter: float = 0.0,
+    samples: int | None = None,
+    key: PRNGKeyArray | None = None,
+    activation: AbstractActivation | str = Erf(),
+    ridge: float = 0.0,
+    rcond: float = DEFAULT_RCOND,
+    max_enumerate: int = MAX_ENUMERATE,
+    return_errors: bool = False,
+) -> NodePruningResult:
+    """Expected `eps_g` after keeping `k` of the `K` units, `S` drawn by `method`, reweighted by `reweight`.
+
+    - `random`: `S` uniform over the `C(K, k)` subsets;
+    - `importance`: the point mass on the `k` largest `|v_i| sqrt(Q_ii)` (ties: lower index), see
+      [`importance_mask`][];
+    - `dpp`: the k-DPP `P(S) = det(L_S) / e_k(L)` with `L = kernel_matrix(state, kernel, beta=beta,
+      jitter=jitter)`.
+
+    Exact by vectorised enumeration of all subsets (probabilities from `kdpp_enumerate` for the DPP) when
+    `samples is None` and `C(K, k) <= max_enumerate`; otherwise Monte Carlo with `samples` (default
+    10 000) exact draws (uniform subsets, or the exact k-DPP sampler), reporting a standard error. The error
+    of each subset is `1/2 [v'^T A_SS v' - 2 v'^T (B v*)_S + v*^T C v*]` (THEORY.md 3), equal to
+    `generalisation_error(prune_nodes(state, mask, ...)[0])`, with `A`, `B`, `C` computed once.
+
+    **Arguments:** `state`; `k` static in `1..K`; keyword options as named above; `key` (a PRNG key, default
+    `jax.random.key(0)`) for Monte Carlo; `ridge`, `rcond` as in [`prune_nodes`][]; `return_errors` to keep
+    the per-subset masks, probabilities and errors.
+
+    **Returns:** a [`NodePruningResult`][]. Raises `ValueError` for invalid arguments and for a DPP kernel of
+    rank `< k` (the message suggests a `jitter`).
+    """
+    _check_state(state)
+    K = state.K
+    k = _check_k(k, K)
+    _choice(method, METHODS, "method")
+    _choice(reweight, REWEIGHTS, "reweight")
+    _choice(kernel, KERNELS, "kernel")
+    beta = _check_float(beta, "beta", low=0.0, strict=True)
+    jitter = _check_float(jitter, "jitter", low=0.0)
+    ridge = _check_float(ridge, "ridge", low=0.0)
+    rcond = _check_float(rcond, "rcond", low=0.0)
+    if samples is not None:
+        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
+            raise ValueError(f"`samples` must be an integer >= 2 or None, got {samples!r}")
+        samples = int(samples)
+    activation = get_activation(activation)
+    blocks = _blocks(state, reweight, activation)
+    common = dict(method=method, reweight=reweight)
+
+    if method == "importance":
+        mask = np.asarray(importance_mask(state, k))
+        idx = jnp.asarray(_indices_of(mask[None, :], k))
+        errors, singular = _subset_errors(blocks, idx, reweight, rcond, ridge)
+        probs = jnp.ones((1,), errors.dtype)
+        return _weighted_result(errors, probs, singular, masks=mask[None, :], return_errors=return_errors, **common)
+
+    L = _dpp_kernel(state, k, kernel, beta, jitter, activation) if method == "dpp" else None
+    if samples is None and math.comb(K, k) <= max_enumerate:
+        if method == "dpp":
+            masks, probs = kdpp_enumerate(L, k)
+        else:
+            masks = enumerate_subsets(K, k)
+            probs = jnp.full((masks.shape[0],), 1.0 / masks.shape[0], blocks.A.dtype)
+        idx = jnp.asarray(_indices_of(masks, k))
+        errors, singular = _subset_errors(blocks, idx, reweight, rcond, ridge)
+        return _weighted_result(errors, probs, singular, masks=masks, return_errors=return_errors, **common)
+
+    samples = DEFAULT_SAMPLES if samples is None else samples
+    key = jax.random.key(0) if key is None else key
+    eig = kdpp_eigen(L) if method == "dpp" else None
+    idx = _sample_indices(key, eig, K, k, samples, method == "dpp")
+    errors, singular = _subset_errors(blocks, idx, reweight, rcond, ridge)
+    return _sampled_result(errors, singular, idx, K, return_errors=return_errors, **common)
+
+
+@eqx.filter_jit
+def _closed_form_mean(state: Overlaps, p1, p2, activation):
+    A, B, C = _student_blocks(state, activation)
+    v, vs = state.v, state.v_star
+    quad = jnp.einsum("ik,i,k,ik->", p2, v, v, A)
+    lin = jnp.sum(p1 * v * (B @ vs))
+    return 0.5 * (quad - 2.0 * lin + vs @ C @ vs)
+
+
+def expected_node_error_closed_form(
+    state: Overlaps,
+    k: int,
+    *,
+    method: Literal["random", "dpp"] = "random",
+    kernel: Kernel = "Q",
+    beta: float = 1.0,
+    jitter: float = 0.0,
+    activation: AbstractActivation | str = Erf(),
+) -> NodePruningResult:
+    """Exact `E_S[eps_g]` without reweighting, from inclusion probabilities (no enumeration).
+
+    With `z_i = [i in S]` the pruned error is quadratic in `z`:
+    `eps = 1/2 [sum_ik z_i z_k v_i v_k A_ik - 2 sum_i z_i v_i (B v*)_i + v*^T C v*]`, hence
+    `E[eps] = 1/2 [sum_ik p2_ik v_i v_k A_ik - 2 sum_i p1_i v_i (B v*)_i + v*^T C v*]`, `p2_ii = p1_i`, with
+    `(p1, p2)` from `uniform_marginals` (random) or `kdpp_marginals` (dpp; `O(K^4)` flops, fine for `K` in
+    the hundreds).
+
+    **Returns:** a [`NodePruningResult`][] with `mean` only: `std`, `min`, `max` are NaN (they need
+    fourth-order inclusion probabilities or enumeration), `stderr = 0`, `exact = True`.
+    """
+    _check_state(state)
+    K = state.K
+    k = _check_k(k, K)
+    _choice(method, ("random", "dpp"), "method")
+    _choice(kernel, KERNELS, "kernel")
+    beta = _check_float(beta, "beta", low=0.0, strict=True)
+    jitter = _check_float(jitter, "jitter", low=0.0)
+    activation = get_activation(activation)
+    if method == "dpp":
+        L = _dpp_kernel(state, k, kernel, beta, jitter, activation)
+        p1, p2 = kdpp_marginals(L, k)
+    else:
+        p1, p2 = uniform_marginals(K, k)
+    dtype = state.Q.dtype
+    mean = _closed_form_mean(state, p1.astype(dtype), p2.astype(dtype), activation)
+    nan = jnp.full((), jnp.nan, mean.dtype)
+    return NodePruningResult(
+        mean=mean,
+        std=nan,
+        stderr=jnp.zeros_like(mean),
+        min=nan,
+        max=nan,
+        status=jnp.asarray(Status.SUCCESS, jnp.int32),
+        num_singular=jnp.asarray(0, jnp.int32),
+        exact=True,
+        num_subsets=math.comb(K, k),
+        method=method,
+        reweight="none",
+    )
