@@ -1,0 +1,820 @@
+"""Edge pruning: masks on individual first-layer weights, as a map on order parameters (THEORY.md 6.2).
+
+Two levels meet here.
+
+- **Theory** (Gaussian-equivalent model): the per-coordinate vectors `(w_1j..w_Kj, w*_1j..w*_Mj)` are iid
+  `N(0, Omega)`, `Omega = [[Q, R], [R^T, T]]`. A rule that keeps coordinate `j` of unit `i` with
+  probability `pi_i(z)`, `z = w_ij / sqrt(Q_ii)` the standardised weight (plus independent randomness),
+  and rescales `w'_i = c_i (m_i * w_i)` maps the overlaps to
+  `Q'_ii = c_i^2 E[m_i w_i^2]`, `Q'_ik = c_i c_k E[m_i m_k w_i w_k]`, `R'_in = c_i E[m_i w_i w*_n]`
+  `= c_i (R_in / Q_ii) E[m_i w_i^2]` (`E[w*_n | w_i]` is linear in `w_i`); `T`, `v`, `v*` are unchanged.
+  [`edge_moments`][] does any smooth `pi` by Gauss-Hermite quadrature; random, magnitude (hard threshold)
+  and the large-N diagonal k-DPP have dedicated closed forms / one-dimensional quadratures.
+- **Concrete networks**: masks on actual weights `w` (`K x N`), the seed paper's data-kernel k-DPP over
+  each unit's incoming edges, least-squares edge reweighting, and parameter counting against node pruning.
+
+References: Acharyya, Chattoraj, Zhang, Das, Stefankovic, UAI 2021 (arXiv 2006.16617); Kulesza & Taskar
+2012 (k-DPPs); Rosenbaum, J. R. Stat. Soc. B 23 (1961) (truncated bivariate normal moments); Owen,
+Ann. Math. Stat. 27 (1956) (bivariate normal orthant probabilities via `T(h, a)`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.scipy.special as jsp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+
+from ._activations import AbstractActivation, Erf, get_activation
+from ._dpp import kdpp_eigen, sample_kdpp_mask
+from ._error import generalisation_error
+from ._overlaps import Overlaps
+from ._status import Status
+
+__all__ = [
+    "EdgeMoments",
+    "EdgePruningResult",
+    "apply_edge_mask",
+    "apply_edge_moments",
+    "dpp_edge_mask",
+    "dpp_keep_prob",
+    "dpp_mu",
+    "dpp_moments",
+    "edge_dpp_kernels",
+    "edge_moments",
+    "edge_params",
+    "edge_prune_theory",
+    "magnitude_edge_mask",
+    "magnitude_moments",
+    "magnitude_threshold",
+    "matched_keep_fraction",
+    "node_params",
+    "optimal_edge_rescale",
+    "random_edge_mask",
+    "random_moments",
+    "reweight_edges",
+]
+
+_METHODS = ("random", "magnitude", "dpp")
+_RESCALES = ("none", "inverse-keep", "optimal")
+_SQRT_PI = math.sqrt(math.pi)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation helpers (host level)
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_p(p, K: int | None = None, name: str = "p"):
+    """`p` as an array of shape `()` or `(K,)`; a ValueError naming it if a concrete value leaves (0, 1]."""
+    p_arr = jnp.asarray(p, dtype=float) if not hasattr(p, "dtype") else jnp.asarray(p)
+    if not jnp.issubdtype(p_arr.dtype, jnp.floating):
+        p_arr = p_arr.astype(float)
+    if p_arr.ndim > 1 or (p_arr.ndim == 1 and K is not None and p_arr.shape[0] != K):
+        raise ValueError(
+            f"`{name}` must be a scalar or a per-unit vector of length K={K}, got shape {p_arr.shape}"
+        )
+    if _is_concrete(p_arr):
+        vals = np.asarray(p_arr)
+        if not np.all(np.isfinite(vals)) or np.any(vals <= 0) or np.any(vals > 1):
+            raise ValueError(f"`{name}` (keep fraction) must lie in (0, 1], got {vals}")
+    return p_arr
+
+
+def _per_unit(p: Array, K: int) -> Float[Array, " K"]:
+    return jnp.broadcast_to(p, (K,)) if p.ndim == 0 else p
+
+
+def _check_choice(value, name: str, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Moments and their application
+# --------------------------------------------------------------------------------------------------
+
+
+class EdgeMoments(eqx.Module):
+    """Moments of an edge rule before rescaling (THEORY.md 6.2), in the units of the overlaps.
+
+    **Fields:** `keep: Float[K]` the keep fraction `E[m_i]`; `Q: Float[K, K]` with
+    `Q_ii = E[m_i w_i^2]` and `Q_ik = E[m_i m_k w_i w_k]` (`i != k`); `R: Float[K, M]`,
+    `R_in = E[m_i w_i w*_n]`.
+    """
+
+    keep: Float[Array, " K"]
+    Q: Float[Array, "K K"]
+    R: Float[Array, "K M"]
+
+
+def apply_edge_moments(
+    state: Overlaps, moments: EdgeMoments, c: Float[ArrayLike, "..."] | None = None
+) -> Overlaps:
+    """Rescaled pruned overlaps `Q'_ik = c_i c_k E[m_i m_k w_i w_k]`, `R'_in = c_i E[m_i w_i w*_n]`.
+
+    `c` is a scalar or a per-unit vector (default 1); `T`, `v`, `v*` are unchanged.
+    """
+    K = state.K
+    c = jnp.ones((K,), moments.Q.dtype) if c is None else jnp.broadcast_to(jnp.asarray(c), (K,))
+    return Overlaps(
+        Q=c[:, None] * moments.Q * c[None, :],
+        R=c[:, None] * moments.R,
+        T=state.T,
+        v=state.v,
+        v_star=state.v_star,
+    )
+
+
+def _standardise(state: Overlaps):
+    """`sqrt(Q_ii)` and the correlations `rho_ik = Q_ik / sqrt(Q_ii Q_kk)` (0 for a zero unit)."""
+    q = jnp.diagonal(state.Q)
+    sd = jnp.sqrt(jnp.maximum(q, 0.0))
+    den = sd[:, None] * sd[None, :]
+    rho = jnp.where(den > 0, state.Q / jnp.where(den > 0, den, 1.0), 0.0)
+    return sd, jnp.clip(rho, -1.0, 1.0)
+
+
+def _moments_from_standardised(
+    state: Overlaps, keep: Array, diag: Float[Array, " K"], offdiag: Float[Array, "K K"]
+) -> EdgeMoments:
+    """Scale standardised moments back: `Q'_ik = sqrt(Q_ii Q_kk) S_ik`, `R'_in = R_in E[pi_i z^2]`."""
+    sd, _ = _standardise(state)
+    K = state.K
+    scale = sd[:, None] * sd[None, :]
+    S = jnp.where(jnp.eye(K, dtype=bool), jnp.diag(diag), offdiag)
+    return EdgeMoments(keep=keep, Q=scale * S, R=diag[:, None] * state.R)
+
+
+@functools.lru_cache(maxsize=16)
+def _hermite_e(n: int):
+    """Probabilists' Gauss-Hermite nodes and weights normalised to `E_{z~N(0,1)}`."""
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return x, w / _SQRT_2PI
+
+
+@functools.lru_cache(maxsize=16)
+def _legendre(n: int):
+    return np.polynomial.legendre.leggauss(n)
+
+
+@eqx.filter_jit
+def edge_moments(
+    state: Overlaps,
+    keep_prob_fn: Callable[[Array, object], Array],
+    params,
+    *,
+    nodes: int = 96,
+) -> EdgeMoments:
+    """Moments of a smooth per-coordinate keep rule `m_ij ~ Bernoulli(pi_i(w_ij / sqrt(Q_ii)))` by quadrature.
+
+    `E[m_i] = E[pi_i(z)]`, `E[m_i w_i^2] = Q_ii E[pi_i(z) z^2]`, `R'_in = R_in E[pi_i(z) z^2]` and
+    `E[m_i m_k w_i w_k] = sqrt(Q_ii Q_kk) E[pi_i(z_i) pi_k(z_k) z_i z_k]`, `corr(z_i, z_k) = rho_ik`,
+    computed by conditioning `z_k = rho z_i + sqrt(1 - rho^2) y` and a `nodes x nodes` Gauss-Hermite
+    tensor rule (vmapped over pairs). Accurate for `pi` analytic in a wide strip around the real axis;
+    hard thresholds (magnitude) and nearly-hard rules need their own treatment.
+
+    **Arguments:**
+
+    - `state`: the overlaps before pruning.
+    - `keep_prob_fn`: `keep_prob_fn(z, theta_i) -> pi_i(z)`, elementwise in the standardised weight `z`.
+    - `params`: a pytree whose leaves have a leading axis `K` (per-unit parameters `theta_i`).
+    - `nodes`: static number of Gauss-Hermite nodes per dimension.
+
+    **Returns:** [`EdgeMoments`][].
+    """
+    K = state.K
+    dtype = state.Q.dtype
+    xn, wn = (jnp.asarray(a, dtype) for a in _hermite_e(nodes))
+    _, rho = _standardise(state)
+
+    def unit_table(theta):
+        return keep_prob_fn(xn, theta)
+
+    pi_nodes = jax.vmap(unit_table)(params)  # (K, n)
+    keep = pi_nodes @ wn
+    diag = pi_nodes @ (wn * xn * xn)
+
+    def pair(theta_i, theta_k, r):
+        s = jnp.sqrt(jnp.maximum(1.0 - r * r, 0.0))
+        zk = r * xn[:, None] + s * xn[None, :]  # (x, y)
+        fi = keep_prob_fn(xn, theta_i) * xn
+        fk = keep_prob_fn(zk, theta_k) * zk
+        return jnp.einsum("a,b,a,ab->", wn, wn, fi, fk)
+
+    over_k = jax.vmap(pair, in_axes=(None, 0, 0))
+    offdiag = jax.vmap(over_k, in_axes=(0, None, 0))(params, params, rho)
+    offdiag = 0.5 * (offdiag + offdiag.T)
+    return _moments_from_standardised(state, keep, diag, offdiag)
+
+
+@eqx.filter_jit
+def random_moments(state: Overlaps, p: Float[ArrayLike, "..."]) -> EdgeMoments:
+    """Random pruning: `E[m_i w_i^2] = p_i Q_ii`, `E[m_i m_k w_i w_k] = p_i p_k Q_ik`, `R' = p_i R`."""
+    K = state.K
+    p = _per_unit(jnp.asarray(p, state.Q.dtype), K)
+    Qm = jnp.where(jnp.eye(K, dtype=bool), p[:, None] * state.Q, p[:, None] * state.Q * p[None, :])
+    return EdgeMoments(keep=p, Q=Qm, R=p[:, None] * state.R)
+
+
+# ---- magnitude (hard threshold) ---------------------------------------------------------------
+
+
+def magnitude_threshold(p: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
+    """Standardised threshold `t = Phi^{-1}(1 - p/2)`, so that `P(|z| > t) = p` for `z ~ N(0, 1)`."""
+    return jsp.ndtri(1.0 - 0.5 * jnp.asarray(p))
+
+
+def _upper_orthant(a, b, rho, s):
+    """`P(X > a, Y > b)` for `a, b > 0`, unit variances, correlation `rho` (Owen 1956):
+    `(Phi(-a) + Phi(-b))/2 - T(a, (b - rho a)/(a s)) - T(b, (a - rho b)/(b s))`, `s = sqrt(1 - rho^2)`."""
+    h = jnp.stack([a, b])
+    t = jsp.owens_t(h, jnp.stack([(b - rho * a) / (a * s), (a - rho * b) / (b * s)]))  # one call site
+    return 0.5 * (jsp.ndtr(-a) + jsp.ndtr(-b)) - t[0] - t[1]
+
+
+def _truncated_cross_moment(a, b, rho):
+    """`G(a, b, rho) = E[X Y 1{X > a, Y > b}]` (Rosenbaum 1961):
+    `rho L + rho a phi(a) Phi(-b*) + rho b phi(b) Phi(-a*) + s phi(a) phi(b*)`, `b* = (b - rho a)/s`."""
+    rho = jnp.clip(rho, -1.0 + 1e-15, 1.0 - 1e-15)
+    s = jnp.sqrt((1.0 - rho) * (1.0 + rho))
+    L = _upper_orthant(a, b, rho, s)
+    a_star = (a - rho * b) / s
+    b_star = (b - rho * a) / s
+    phi = jax.scipy.stats.norm.pdf
+    return (
+        rho * L
+        + rho * a * phi(a) * jsp.ndtr(-b_star)
+        + rho * b * phi(b) * jsp.ndtr(-a_star)
+        + s * phi(a) * phi(b_star)
+    )
+
+
+@eqx.filter_jit
+def magnitude_moments(state: Overlaps, p: Float[ArrayLike, "..."]) -> EdgeMoments:
+    """Magnitude pruning `m_ij = 1{|w_ij| > t_i sqrt(Q_ii)}`, `t_i = Phi^{-1}(1 - p_i/2)`, in closed form.
+
+    `E[m_i z_i^2] = 2 t phi(t) + p`; `E[m_i m_k z_i z_k] = 2 [G(t_i, t_k, rho) - G(t_i, t_k, -rho)]` with
+    `G(a, b, rho) = E[X Y 1{X > a, Y > b}]` (Rosenbaum 1961; the orthant probability by Owen's `T`).
+    `p_i = 1` keeps everything exactly.
+    """
+    K = state.K
+    dtype = state.Q.dtype
+    p = _per_unit(jnp.asarray(p, dtype), K)
+    full = p >= 1.0
+    p_safe = jnp.where(full, 0.5, p)
+    t = magnitude_threshold(p_safe)
+    diag = jnp.where(full, 1.0, 2.0 * t * jax.scipy.stats.norm.pdf(t) + p_safe)
+    _, rho = _standardise(state)
+
+    ti = jnp.broadcast_to(t[:, None], (2, K, K))
+    tk = jnp.broadcast_to(t[None, :], (2, K, K))
+    g = _truncated_cross_moment(ti, tk, jnp.stack([rho, -rho]))  # elementwise over (sign, i, k)
+    off = 2.0 * (g[0] - g[1])
+    # a unit kept whole (t = 0): E[z_i m_k z_k] = rho E[m_k z_k^2]
+    off = jnp.where(full[:, None] & full[None, :], rho, off)
+    off = jnp.where(full[:, None] & ~full[None, :], rho * diag[None, :], off)
+    off = jnp.where(~full[:, None] & full[None, :], rho * diag[:, None], off)
+    return _moments_from_standardised(state, jnp.where(full, 1.0, p_safe), diag, off)
+
+
+# ---- large-N diagonal-kernel k-DPP -------------------------------------------------------------
+
+
+_CF_TERMS = 60
+
+
+def _dpp_fraction(x: Array) -> Array:
+    """`F(x) = 1 - sqrt(pi) x erfcx(x) = E[mu z^2 / (1 + mu z^2)]`, `x = 1/sqrt(2 mu)`, without cancellation.
+
+    Below `x = 2` directly; above, `F = r / (x + r)` with the continued fraction
+    `r = (1/2) / (x + 1 / (x + (3/2) / (x + ...)))` of `erfc` (60 terms: relative error < 1e-15).
+    """
+    x = jnp.asarray(x)
+    small = x < 2.0
+    xs = jnp.where(small, x, 2.0)
+    direct = 1.0 - _SQRT_PI * xs * jsp.erfcx(xs)
+    xl = jnp.where(small, 2.0, x)
+    r = jax.lax.fori_loop(
+        0, _CF_TERMS, lambda i, r: (0.5 * (_CF_TERMS - i)) / (xl + r), jnp.zeros_like(xl)
+    )
+    return jnp.where(small, direct, r / (xl + r))
+
+
+def dpp_keep_prob(z: Float[ArrayLike, "..."], mu: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
+    """Large-N inclusion probability of the diagonal-kernel k-DPP: `pi(z) = mu z^2 / (1 + mu z^2)`."""
+    z2 = jnp.square(z)
+    return mu * z2 / (1.0 + mu * z2)
+
+
+def _solve_x(p: Array) -> Array:
+    """`x >= 0` with `F(x) = p` (bisection in log x, 120 steps), differentiable by the implicit function."""
+    target = jax.lax.stop_gradient(p)
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        above = _dpp_fraction(jnp.exp(mid)) > target  # F decreasing: root lies above mid
+        return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(
+        0, 120, body, (jnp.full_like(target, -45.0), jnp.full_like(target, 25.0))
+    )
+    x0 = jnp.where(target >= 1.0, 0.0, jnp.exp(0.5 * (lo + hi)))
+    # one Newton step with live gradients: exact derivative dx/dp = 1/F'(x) (implicit function theorem)
+    f, df = jax.jvp(_dpp_fraction, (x0,), (jnp.ones_like(x0),))
+    x = x0 - (f - p) / df
+    return jnp.maximum(x, 0.0)
+
+
+@eqx.filter_jit
+def dpp_mu(p: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
+    """`mu` with `E_{z~N(0,1)}[mu z^2/(1 + mu z^2)] = p`, i.e. `1 - sqrt(pi/(2 mu)) erfcx(1/sqrt(2 mu)) = p`.
+
+    `mu = inf` for `p = 1`. Gradients with respect to `p` by the implicit function theorem.
+    """
+    x = _solve_x(jnp.asarray(p))
+    return 0.5 / jnp.square(x)
+
+
+def _dpp_pair_integral(xi, xk, rho, nodes: int):
+    """`J_ik = E[h_i h_k z_i z_k] / rho`, `h = 1/(1 + mu z^2)`, by the Laplace representation of `h`:
+    `J = x_i^2 x_k^2 int_0^inf e^{-x_i^2 u} 2 F(x_k sqrt(A/B)) / (B sqrt(A)) du`, `A = 1 + u`,
+    `B = 1 + (1 - rho^2) u` (the inner integral in closed form), Gauss-Legendre in `log(1 + u)`."""
+    gx, gw = _legendre(nodes)
+    dtype = jnp.result_type(xi, float)
+    gx, gw = jnp.asarray(gx, dtype), jnp.asarray(gw, dtype)
+    s2 = (1.0 - rho) * (1.0 + rho)
+    xi_safe = jnp.maximum(xi, 1e-150)
+    tau_max = jnp.log1p(40.0 / jnp.square(xi_safe))
+    # two panels: [0, min(tau_max, 3)] and the rest, to resolve both the bulk and the tail
+    split = jnp.minimum(tau_max, 3.0)
+
+    def panel(a, b):
+        tau = a + 0.5 * (b - a) * (gx + 1.0)
+        A = jnp.exp(tau)
+        u = jnp.expm1(tau)
+        B = 1.0 + s2 * u
+        f = jnp.exp(-jnp.square(xi_safe) * u) * 2.0 * _dpp_fraction(xk * jnp.sqrt(A / B)) / (B * jnp.sqrt(A))
+        return 0.5 * (b - a) * jnp.sum(gw * f * A)
+
+    total = panel(0.0, split) + panel(split, tau_max)
+    return jnp.square(xi) * jnp.square(xk) * total
+
+
+@eqx.filter_jit
+def dpp_moments(state: Overlaps, p: Float[ArrayLike, "..."], *, nodes: int = 128) -> EdgeMoments:
+    """Large-N diagonal-kernel k-DPP (THEORY.md 6.2): keep with `pi_i(z) = mu_i z^2/(1 + mu_i z^2)`.
+
+    With `x_i = 1/sqrt(2 mu_i)`, `h = 1 - pi`: `E[pi_i] = 1 - sqrt(pi) x_i erfcx(x_i) = p_i`,
+    `E[pi_i z^2] = 1 - p_i/mu_i`, and
+    `E[pi_i pi_k z_i z_k] = rho (1 - p_i/mu_i - p_k/mu_k + J_ik)` with `J_ik` a one-dimensional
+    Gauss-Legendre integral (see `_dpp_pair_integral`); accurate to ~1e-12 for every `p in (0, 1]`.
+    """
+    K = state.K
+    dtype = state.Q.dtype
+    p = _per_unit(jnp.asarray(p, dtype), K)
+    x = _solve_x(p)
+    hz2 = 2.0 * jnp.square(x) * p  # E[h z^2] = p / mu
+    diag = 1.0 - hz2
+    _, rho = _standardise(state)
+    pair = functools.partial(_dpp_pair_integral, nodes=nodes)
+    J = jax.vmap(jax.vmap(pair, in_axes=(None, 0, 0)), in_axes=(0, None, 0))(x, x, rho)
+    J = 0.5 * (J + J.T)
+    off = rho * (1.0 - hz2[:, None] - hz2[None, :] + J)
+    return _moments_from_standardised(state, p, diag, off)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rescaling and the entry point
+# --------------------------------------------------------------------------------------------------
+
+
+def _rescaled_error(state: Overlaps, moments: EdgeMoments, activation: AbstractActivation):
+    """`c -> eps_g(apply_edge_moments(state, moments, c)) = 1/2 u^T I2 u` written with broadcasting
+    (no vmapped blocks), a small graph for the Newton iteration; equal to `generalisation_error`."""
+    qd_m, td = jnp.diagonal(moments.Q), jnp.diagonal(state.T)
+    a_tt = activation.i2(td[:, None], td[None, :], state.T)
+    teacher = jnp.einsum("n,nm,m->", state.v_star, a_tt, state.v_star)
+
+    def f(c):
+        qd = c * c * qd_m
+        a_ss = activation.i2(qd[:, None], qd[None, :], c[:, None] * moments.Q * c[None, :])
+        a_st = activation.i2(qd[:, None], td[None, :], c[:, None] * moments.R)
+        return 0.5 * (
+            jnp.einsum("i,ik,k->", state.v, a_ss, state.v)
+            - 2.0 * jnp.einsum("i,in,n->", state.v, a_st, state.v_star)
+            + teacher
+        )
+
+    return f
+
+
+@eqx.filter_jit
+def optimal_edge_rescale(
+    state: Overlaps,
+    moments: EdgeMoments,
+    activation: AbstractActivation = Erf(),
+    *,
+    c0: Float[ArrayLike, " K"] | None = None,
+    steps: int = 60,
+    gtol: float = 1e-9,
+) -> tuple[Float[Array, " K"], Int[Array, ""]]:
+    """Per-unit `c` minimising `eps_g(apply_edge_moments(state, moments, c))` (Levenberg-Marquardt Newton).
+
+    Starts from `c0` (default: the better of `1` and `1 / keep`), accepts only steps that lower `eps_g`,
+    so the result is never worse than the start. Returns `(c, status)`: `NOT_CONVERGED` if the gradient
+    norm stays above `gtol`. The returned `c` carries no gradient (by the envelope theorem the gradient
+    of the optimal error is the partial one at fixed optimal `c`).
+    """
+    state = jax.lax.stop_gradient(state)
+    moments = jax.lax.stop_gradient(moments)
+    K = state.K
+    dtype = moments.Q.dtype
+
+    f = _rescaled_error(state, moments, activation)
+
+    if c0 is None:
+        ones = jnp.ones((K,), dtype)
+        inv = 1.0 / moments.keep
+        c0 = jnp.where(f(inv) < f(ones), inv, ones)
+    c0 = jnp.broadcast_to(jnp.asarray(c0, dtype), (K,))
+    grad, hess = jax.grad(f), jax.hessian(f)
+    eye = jnp.eye(K, dtype=dtype)
+
+    def body(carry, _):
+        c, fc, lam = carry
+        g, H = grad(c), hess(c)
+        scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(H))), 1e-12)
+        step = jnp.linalg.solve(H + lam * scale * eye, -g)
+        cn = c + step
+        fn = f(cn)
+        ok = jnp.isfinite(fn) & jnp.all(jnp.isfinite(step)) & (fn <= fc)
+        return (
+            jnp.where(ok, cn, c),
+            jnp.where(ok, fn, fc),
+            jnp.where(ok, jnp.maximum(lam * 0.2, 1e-12), lam * 10.0),
+        ), None
+
+    (c, fc, _), _ = jax.lax.scan(body, (c0, f(c0), jnp.asarray(1e-3, dtype)), None, length=steps)
+    gnorm = jnp.max(jnp.abs(grad(c)))
+    status = jnp.where(gnorm <= gtol, Status.SUCCESS, Status.NOT_CONVERGED).astype(jnp.int32)
+    return c, status
+
+
+class EdgePruningResult(eqx.Module):
+    """Outcome of [`edge_prune_theory`][].
+
+    **Fields:** `state` (pruned, rescaled overlaps), `eps_g` (noise-free generalisation error of `state`),
+    `c` (per-unit rescale), `status` (a [`Status`][] code), `moments` (the unrescaled [`EdgeMoments`][]),
+    `keep` (per-unit keep fraction).
+    """
+
+    state: Overlaps
+    eps_g: Float[Array, ""]
+    c: Float[Array, " K"]
+    status: Int[Array, ""]
+    moments: EdgeMoments
+    keep: Float[Array, " K"]
+
+
+@eqx.filter_jit
+def _edge_prune_theory(state, p, method, rescale, activation):
+    K = state.K
+    p = _per_unit(p, K)
+    if method == "random":
+        moments = random_moments(state, p)
+    elif method == "magnitude":
+        moments = magnitude_moments(state, p)
+    else:
+        moments = dpp_moments(state, p)
+    status = jnp.asarray(Status.SUCCESS, jnp.int32)
+    if rescale == "none":
+        c = jnp.ones((K,), state.Q.dtype)
+    elif rescale == "inverse-keep":
+        c = 1.0 / p
+    else:
+        c, status = optimal_edge_rescale(state, moments, activation)
+    new = apply_edge_moments(state, moments, c)
+    eps = generalisation_error(new, activation)
+    bad = ~(jnp.isfinite(eps) & jnp.all(jnp.isfinite(new.Q)) & jnp.all(jnp.isfinite(new.R)))
+    status = jnp.where(bad, jnp.int32(Status.DIVERGED), status)
+    return EdgePruningResult(state=new, eps_g=eps, c=c, status=status, moments=moments, keep=moments.keep)
+
+
+def edge_prune_theory(
+    state: Overlaps,
+    p: Float[ArrayLike, "..."],
+    *,
+    method: str = "random",
+    rescale: str = "none",
+    activation: AbstractActivation | str = Erf(),
+) -> EdgePruningResult:
+    """Edge pruning as a map on order parameters (THEORY.md 6.2), with an optional per-unit rescale.
+
+    `w'_i = c_i (m_i * w_i)`; `Q'_ik = c_i c_k E[m_i m_k w_i w_k]`, `R'_in = c_i E[m_i w_i w*_n]`.
+
+    **Arguments:**
+
+    - `state`: overlaps before pruning.
+    - `p`: keep fraction in `(0, 1]`, scalar or per unit (`ValueError` otherwise; not checked when traced).
+    - `method`: `"random"` (Bernoulli(p)), `"magnitude"` (`|w_ij| > t_i`, `P(|w_i| > t_i) = p`) or
+      `"dpp"` (large-N diagonal-kernel k-DPP, `pi_i(w) = mu_i w^2 / (1 + mu_i w^2)`).
+    - `rescale`: `"none"` (`c = 1`), `"inverse-keep"` (`c = 1/p`) or `"optimal"` (per-unit `c`
+      minimising `eps_g`; never worse than the other two).
+    - `activation`: [`Erf`][] (default), [`Linear`][] or their names.
+
+    **Returns:** [`EdgePruningResult`][]. Differentiable in `p` and in `state`.
+    """
+    _check_choice(method, "method", _METHODS)
+    _check_choice(rescale, "rescale", _RESCALES)
+    activation = get_activation(activation)
+    p = _check_p(p, state.K).astype(state.Q.dtype)
+    return _edge_prune_theory(state, p, method, rescale, activation)
+
+
+# --------------------------------------------------------------------------------------------------
+# Concrete networks
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_weights(w) -> Float[Array, "K N"]:
+    w = jnp.asarray(w)
+    if w.ndim != 2:
+        raise ValueError(f"`w` must be a (K, N) weight matrix, got shape {w.shape}")
+    if not jnp.issubdtype(w.dtype, jnp.floating):
+        w = w.astype(float)
+    return w
+
+
+def _keep_counts(p, K: int, N: int) -> np.ndarray:
+    """Per-unit kept count `k_i = floor(p_i N + 1/2)` (round half up), on the host."""
+    p = np.broadcast_to(np.asarray(_check_p(p, K)), (K,))
+    return np.floor(p * N + 0.5).astype(np.int64)
+
+
+def _rank_mask(scores: Float[Array, "K N"], k: Int[Array, " K"]) -> Bool[Array, "K N"]:
+    """Keep the `k_i` largest scores of each row (ties broken by index)."""
+    order = jnp.argsort(-scores, axis=1, stable=True)
+    ranks = jnp.argsort(order, axis=1)
+    return ranks < k[:, None]
+
+
+def random_edge_mask(
+    key: PRNGKeyArray, w: Float[ArrayLike, "K N"], p: Float[ArrayLike, "..."], *, exact: bool = True
+) -> Bool[Array, "K N"]:
+    """Random edge mask: exactly `k_i = round(p_i N)` uniformly chosen edges per unit (`exact=True`, the
+    seed paper's choice), or independent Bernoulli(`p_i`) per weight (`exact=False`)."""
+    w = _as_weights(w)
+    K, N = w.shape
+    u = jax.random.uniform(key, (K, N), w.dtype)
+    if exact:
+        return _rank_mask(u, jnp.asarray(_keep_counts(p, K, N)))
+    p = _per_unit(_check_p(p, K).astype(w.dtype), K)
+    return u < p[:, None]
+
+
+def magnitude_edge_mask(w: Float[ArrayLike, "K N"], p: Float[ArrayLike, "..."]) -> Bool[Array, "K N"]:
+    """Per-unit top-k by `|w_ij|`: exactly `k_i = round(p_i N)` edges of largest magnitude kept."""
+    w = _as_weights(w)
+    K, N = w.shape
+    return _rank_mask(jnp.abs(w), jnp.asarray(_keep_counts(p, K, N)))
+
+
+def apply_edge_mask(
+    w: Float[ArrayLike, "K N"], mask: Bool[ArrayLike, "K N"], c: Float[ArrayLike, "..."] | None = None
+) -> Float[Array, "K N"]:
+    """`w'_i = c_i (m_i * w_i)` (`c` scalar or per unit, default 1)."""
+    w = _as_weights(w)
+    mask = jnp.asarray(mask)
+    if mask.shape != w.shape:
+        raise ValueError(f"`mask` must have the shape of `w` {w.shape}, got {mask.shape}")
+    out = jnp.where(mask, w, 0.0)
+    if c is None:
+        return out
+    c = jnp.broadcast_to(jnp.asarray(c, w.dtype), (w.shape[0],))
+    return c[:, None] * out
+
+
+def edge_dpp_kernels(w: Float[ArrayLike, "K N"], x: Float[ArrayLike, "P N"]) -> Float[Array, "K N N"]:
+    """The seed paper's edge kernels `L^(i)_jl = (1/P) sum_mu (x_mu,j w_ij)(x_mu,l w_il)`
+    `= w_ij G_jl w_il`, `G = X^T X / P`."""
+    w = _as_weights(w)
+    x = jnp.asarray(x, w.dtype)
+    if x.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"`x` must be (P, N) with N={w.shape[1]}, got shape {x.shape}")
+    G = x.T @ x / x.shape[0]
+    return w[:, :, None] * G[None, :, :] * w[:, None, :]
+
+
+@jax.jit
+def _conditional_bernoulli_probs(lam: Float[Array, "K N"], k: Int[Array, " K"]) -> Float[Array, "K N"]:
+    """`pi_ij = mu_i lam_ij / (1 + mu_i lam_ij)` with `sum_j pi_ij = k_i` (bisection in `log mu_i`)."""
+    N = lam.shape[1]
+    dtype = lam.dtype
+    kf = k.astype(dtype)
+    scale = jnp.sum(lam, axis=1) / jnp.maximum(jnp.sum(lam > 0, axis=1), 1)
+    lam_n = lam / jnp.where(scale > 0, scale, 1.0)[:, None]
+
+    def bisect(_, b):
+        lo, hi = b
+        mid = 0.5 * (lo + hi)
+        m = jnp.exp(mid)[:, None]
+        up = jnp.sum(m * lam_n / (1.0 + m * lam_n), axis=1) < kf
+        return jnp.where(up, mid, lo), jnp.where(up, hi, mid)
+
+    K = lam.shape[0]
+    lo, hi = jax.lax.fori_loop(0, 200, bisect, (jnp.full((K,), -80.0, dtype), jnp.full((K,), 80.0, dtype)))
+    mu = jnp.exp(0.5 * (lo + hi))[:, None]
+    pi = mu * lam_n / (1.0 + mu * lam_n)
+    return jnp.where((k >= N)[:, None], 1.0, jnp.where((k <= 0)[:, None], 0.0, pi))
+
+
+@functools.partial(jax.jit, static_argnames=("batch", "max_iter"))
+def _conditional_bernoulli(key, pi, k, *, batch: int = 16, max_iter: int = 20000):
+    """Exact k-DPP with diagonal kernel `diag(lam)` for each row: independent Bernoulli(`pi`),
+    `pi = mu lam / (1 + mu lam)`, conditioned on size `k_r` (`P(S)` is proportional to
+    `prod_{j in S} lam_j` for every `mu`), by rejection; `mu` makes the expected size `k_r`, so the
+    acceptance rate is about `1/sqrt(2 pi Var|S|)`. Returns `(mask, accepted)`."""
+    R, N = pi.shape
+    dtype = pi.dtype
+
+    def cond(c):
+        _, done, it = c
+        return jnp.any(~done) & (it < max_iter)
+
+    def body(c):
+        mask, done, it = c
+        u = jax.random.uniform(jax.random.fold_in(key, it), (R, batch, N), dtype)
+        prop = u < pi[:, None, :]
+        good = jnp.sum(prop, axis=2) == k[:, None]
+        first = jnp.argmax(good, axis=1)
+        pick = jnp.take_along_axis(prop, first[:, None, None], axis=1)[:, 0, :]
+        take = ~done & jnp.any(good, axis=1)
+        return jnp.where(take[:, None], pick, mask), done | take, it + 1
+
+    mask, done, _ = jax.lax.while_loop(
+        cond, body, (jnp.zeros((R, N), bool), jnp.zeros((R,), bool), jnp.asarray(0))
+    )
+    return mask, done
+
+
+def dpp_edge_mask(
+    key: PRNGKeyArray,
+    w: Float[ArrayLike, "K N"],
+    p: Float[ArrayLike, "..."],
+    *,
+    x: Float[ArrayLike, "P N"] | None = None,
+    kernel: str | None = None,
+    jitter: float = 0.0,
+    num_samples: int | None = None,
+) -> Bool[Array, "... K N"]:
+    """Per-unit k-DPP over each unit's `N` incoming edges, `k_i = round(p_i N)` (the seed paper's edge DPP).
+
+    - `kernel="data"` (default when `x` is given): `L^(i) = diag(w_i) (X^T X / P) diag(w_i)` (+ `jitter I`),
+      eigendecomposed once per unit and sampled exactly (Kulesza & Taskar Alg. 8) via `jaxprune._dpp`.
+    - `kernel="diagonal"` (default without `x`): `L^(i) = diag(w_ij^2)`, the iid-input limit; the k-DPP is
+      a Bernoulli product conditioned on its size, sampled exactly by rejection (any `N`).
+
+    `num_samples`: if given, return `num_samples` independent masks `(S, K, N)` reusing the kernels'
+    eigendecompositions. A kernel of numerical rank below `k_i` raises `ValueError` (pass `jitter`).
+    """
+    w = _as_weights(w)
+    K, N = w.shape
+    k = _keep_counts(p, K, N)
+    if kernel is None:
+        kernel = "diagonal" if x is None else "data"
+    _check_choice(kernel, "kernel", ("data", "diagonal"))
+    if not (math.isfinite(float(jitter)) and float(jitter) >= 0):
+        raise ValueError(f"`jitter` must be a finite nonnegative number, got {jitter!r}")
+    S = 1 if num_samples is None else int(num_samples)
+    if S < 1:
+        raise ValueError(f"`num_samples` must be a positive integer, got {num_samples!r}")
+    keys = jax.random.split(key, S)
+
+    if kernel == "diagonal":
+        lam = jnp.square(w) + jitter
+        nonzero = np.asarray(jnp.sum(lam > 0, axis=1))
+        if np.any(nonzero < k):
+            raise ValueError(
+                f"diagonal kernel of unit(s) {np.flatnonzero(nonzero < k).tolist()} has fewer nonzero "
+                f"weights than k = round(p N); pass `jitter` > 0 or a smaller `p`"
+            )
+        pi = _conditional_bernoulli_probs(lam, jnp.asarray(k))
+        # samples as extra rows of one rejection loop: (S K, N)
+        rows = jnp.broadcast_to(pi[None], (S, K, N)).reshape(S * K, N)
+        masks, ok = _conditional_bernoulli(key, rows, jnp.asarray(np.tile(k, S)))
+        masks = masks.reshape(S, K, N)
+        if not bool(np.all(np.asarray(ok))):
+            raise RuntimeError("conditional-Bernoulli rejection sampler hit its iteration cap")
+    else:
+        if x is None:
+            raise ValueError('`x` (data, P x N) is required for kernel="data"')
+        L = edge_dpp_kernels(w, x)
+        eig = jax.vmap(kdpp_eigen, in_axes=(0, None))(L, jitter)
+        lam = np.asarray(eig.eigenvalues)
+        tol = N * np.finfo(lam.dtype).eps * np.maximum(lam[:, -1], np.finfo(lam.dtype).tiny)
+        rank = np.sum(lam > tol[:, None], axis=1)
+        if np.any(rank < k):
+            raise ValueError(
+                f"data kernel of unit(s) {np.flatnonzero(rank < k).tolist()} has numerical rank "
+                f"{rank.tolist()} below k = {k.tolist()} (need P >= k and nonzero weights); pass `jitter` > 0"
+            )
+        masks = jnp.zeros((S, K, N), bool)
+        unit_keys = jax.vmap(lambda kk: jax.random.split(kk, K))(keys)  # (S, K)
+        for kk in np.unique(k):  # host loop over distinct sizes only (static k for the sampler)
+            units = np.flatnonzero(k == kk)
+            if kk == 0:
+                continue
+            sub = jax.tree_util.tree_map(lambda a: a[units], eig)
+            sampler = jax.vmap(sample_kdpp_mask, in_axes=(0, 0, None))  # over units
+            draw = jax.vmap(sampler, in_axes=(0, None, None))(unit_keys[:, units], sub, int(kk))
+            masks = masks.at[:, units, :].set(draw)
+    return masks[0] if num_samples is None else masks
+
+
+def reweight_edges(
+    w: Float[ArrayLike, "K N"],
+    mask: Bool[ArrayLike, "K N"],
+    x: Float[ArrayLike, "P N"],
+    *,
+    ridge: float = 1e-8,
+) -> Float[Array, "K N"]:
+    """Least-squares edge reweighting (the seed paper's `reweight_edge`): per unit,
+    `w'_i,kept = argmin ||X_kept w' - X w_i||^2 / P + ridge (tr G / N) ||w'||^2`, `G = X^T X / P`;
+    removed weights stay zero. Solved as `(D G D + ridge' I) w' = D G w_i`, `D = diag(m_i)` (fixed shapes)."""
+    w = _as_weights(w)
+    mask = jnp.asarray(mask)
+    x = jnp.asarray(x, w.dtype)
+    if mask.shape != w.shape:
+        raise ValueError(f"`mask` must have the shape of `w` {w.shape}, got {mask.shape}")
+    if x.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"`x` must be (P, N) with N={w.shape[1]}, got shape {x.shape}")
+    if not (float(ridge) > 0):
+        raise ValueError(f"`ridge` must be positive, got {ridge!r}")
+    return _reweight(w, mask, x, jnp.asarray(ridge, w.dtype))
+
+
+@jax.jit
+def _reweight(w, mask, x, ridge):
+    N = w.shape[1]
+    G = x.T @ x / x.shape[0]
+    lam = ridge * jnp.trace(G) / N
+    eye = jnp.eye(N, dtype=w.dtype)
+
+    def unit(wi, mi):
+        d = mi.astype(w.dtype)
+        A = d[:, None] * G * d[None, :] + lam * eye
+        b = d * (G @ wi)
+        return jnp.where(mi, jnp.linalg.solve(A, b), 0.0)
+
+    return jax.vmap(unit)(w, mask)
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameter counting (THEORY.md 6)
+# --------------------------------------------------------------------------------------------------
+
+
+def node_params(K: int, N: int, k: int) -> int:
+    """Parameters kept by node pruning to `k` of `K` units: `k N + k` (first layer plus second layer)."""
+    if not (1 <= k <= K):
+        raise ValueError(f"`k` must satisfy 1 <= k <= K={K}, got {k}")
+    return k * N + k
+
+
+def edge_params(K: int, N: int, p: float) -> float:
+    """Parameters kept by edge pruning with keep fraction `p`: `p K N + K` (all `K` second-layer weights)."""
+    _check_p(p)
+    return float(p) * K * N + K
+
+
+def matched_keep_fraction(K: int, N: int, k: int, *, rule: str = "theory") -> float:
+    """Edge keep fraction matched to node pruning to `k` of `K` units.
+
+    - `rule="theory"`: `p = k / K` (THEORY.md 6): equal numbers of first-layer weights, `p K N = k N`.
+    - `rule="seed-paper"`: equal total parameter counts including second layers, `p K N + K = k N + k`:
+      each unit keeps `(k N + k - K) / K` edges, `p = (k N + k - K) / (K N)` (not rounded; the concrete
+      masks keep `round(p N)` per unit).
+    """
+    _check_choice(rule, "rule", ("theory", "seed-paper"))
+    if not (1 <= k <= K) or N < 1:
+        raise ValueError(f"need 1 <= k <= K and N >= 1, got K={K}, N={N}, k={k}")
+    if rule == "theory":
+        return k / K
+    p = (k * N + k - K) / (K * N)
+    if p <= 0:
+        raise ValueError(f"no positive keep fraction matches k={k} units (k N + k - K = {k * N + k - K} <= 0)")
+    return p
