@@ -124,7 +124,8 @@ class Linear(AbstractActivation):
         return jnp.asarray(z)
 
     def derivative(self, z):
-        return jnp.ones_like(jnp.asarray(z, dtype=float))
+        z = jnp.asarray(z)
+        return jnp.ones_like(z, dtype=z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else float)
 
     def i2(self, caa, cbb, cab):
         return jnp.asarray(cab) + 0.0 * (caa + cbb)

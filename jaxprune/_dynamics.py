@@ -76,14 +76,16 @@ class SGDConfig(eqx.Module):
     def __check_init__(self):
         if self.mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
-        for name, lo, strict in (("eta", 0.0, False), ("eta_v", 0.0, False), ("sigma", 0.0, False),
+        for name, lo, strict in (("eta", 0.0, True), ("eta_v", 0.0, False), ("sigma", 0.0, False),
                                  ("weight_decay", 0.0, False)):
             x = getattr(self, name)
             if _is_concrete(x):
                 arr = np.asarray(x)
                 if not np.all(np.isfinite(arr)):
                     raise ValueError(f"{name} must be finite, got {arr}")
-                if np.any(arr < lo) or (strict and np.any(arr <= lo)):
+                if strict and np.any(arr <= lo):
+                    raise ValueError(f"{name} must be > {lo} (allowed range ({lo}, inf)), got {arr}")
+                if np.any(arr < lo):
                     raise ValueError(f"{name} must be >= {lo} (allowed range [{lo}, inf)), got {arr}")
 
 

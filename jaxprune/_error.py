@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
@@ -12,6 +13,7 @@ from ._overlaps import Overlaps
 __all__ = ["generalisation_error", "test_mse", "activation_covariance"]
 
 
+@eqx.filter_jit
 def activation_covariance(state: Overlaps, activation: AbstractActivation = Erf()) -> Float[Array, "K+M K+M"]:
     """`I2` over all fields: `E[g(a) g(b)]` for students then teachers (the matrix `A` of THEORY.md 6.1
     is its top-left `K x K` block)."""
@@ -19,6 +21,7 @@ def activation_covariance(state: Overlaps, activation: AbstractActivation = Erf(
     return i2_block(activation, state.covariance(), all_fields, all_fields)
 
 
+@eqx.filter_jit
 def generalisation_error(state: Overlaps, activation: AbstractActivation = Erf()) -> Float[Array, ""]:
     """Noise-free generalisation error `eps_g = 1/2 E[(phi(x) - y_clean)^2] = 1/2 u^T I2 u`, `u = (v, -v*)`.
 

@@ -256,7 +256,7 @@ def test_no_recompilation_for_new_hyperparameters():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="eta must be >= 0"):
+    with pytest.raises(ValueError, match="eta must be > 0"):
         SGDConfig(eta=-0.1)
     with pytest.raises(ValueError, match="sigma must be finite"):
         SGDConfig(eta=0.1, sigma=float("nan"))
