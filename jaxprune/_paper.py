@@ -41,7 +41,15 @@ from ._node import importance_mask, kernel_matrix, prune_nodes
 from ._overlaps import Overlaps, overlaps_from_weights
 from ._simulate import init_student, make_teacher, simulate_seeds
 
-__all__ = ["PaperSetting", "train_students", "simulation_check", "claims_from_rows", "winner_map"]
+__all__ = [
+    "PaperSetting",
+    "train_students",
+    "simulation_check",
+    "claims_from_rows",
+    "winner_map",
+    "ode_student",
+    "theory_winner_map",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,3 +281,28 @@ def winner_map(states: dict, *, kernel: str = "Q", jitter: float = 1e-6, N: int 
             out.append({"label": label, "k": k, "p": k / state.K, "winner": min(errs, key=errs.get),
                         "errors": errs})
     return out
+
+
+def ode_student(K: int, M: int, *, sigma: float, v_star: float = 4.0, eta: float = 0.5, alpha: float = 1000.0,
+                seed: int = 0) -> Overlaps:
+    """A student trained by the ODEs (two-layer mode, `eta_v = eta`) from the overlaps of a random
+    initialisation at large N (`Q0 = I + O(N^-1/2)`, small random `R0` and `v0`), float64."""
+    from ._dynamics import solve_ode
+
+    rng = np.random.default_rng(seed)
+    n = 4000
+    w = rng.normal(size=(K, n))
+    ws = rng.normal(size=(M, n))
+    ws = np.linalg.qr(ws.T)[0].T * math.sqrt(n)  # T = I exactly
+    state = overlaps_from_weights(jnp.asarray(w), jnp.asarray(ws), jnp.asarray(0.1 * rng.normal(size=K)),
+                                  jnp.full((M,), v_star))
+    cfg = SGDConfig(eta=eta, eta_v=eta, sigma=sigma, mode="two-layer")
+    return solve_ode(state, cfg, [0.0, alpha], max_steps=200_000, throw=False).final
+
+
+def theory_winner_map(*, ratios: Sequence[int] = (2, 3), sigmas: Sequence[float] = (0.0, 0.25, 0.5), M: int = 2,
+                      v_star: float = 4.0, eta: float = 0.5, alpha: float = 1000.0, seed: int = 0) -> list[dict]:
+    """[`winner_map`][] over `K/M` in `ratios` and label noise `sigmas`, on ODE-trained students."""
+    states = {(r, s): ode_student(r * M, M, sigma=s, v_star=v_star, eta=eta, alpha=alpha, seed=seed)
+              for r in ratios for s in sigmas}
+    return winner_map(states)

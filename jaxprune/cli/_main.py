@@ -18,6 +18,7 @@ _COMMANDS = {
     "sweep": "_sweep",
     "prune": "_prune",
     "compare": "_prune",
+    "paper": "_prune",
     "design": "_design",
     "realdata": "_realdata",
     "bounds": "_bounds",
