@@ -1,0 +1,151 @@
+"""Time per optimisation step of the pruning designs (jaxprune._design), compile time apart.
+
+    python benchmarks/bench_design.py [--quick]
+
+For K = 6 and K = 20 (M = 2, N = 500 at network level): one jitted step (loss, gradient, optax update,
+projection) of the edge-mask design, the node-mask design, the keep-rule design, the subset-distribution
+design (enumeration), and the through-training design (gradient through the diffrax ODE solve). Reports the
+first call (compile + run) and the median of repeated calls (block_until_ready), float64, and as a plain
+baseline in the same run the time of one exact error evaluation of the same problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import equinox as eqx  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from jaxprune import _design as D  # noqa: E402
+from jaxprune._activations import Erf  # noqa: E402
+from jaxprune._dpp import enumerate_subsets  # noqa: E402
+from jaxprune._dynamics import SGDConfig  # noqa: E402
+from jaxprune._error import generalisation_error  # noqa: E402
+from jaxprune._overlaps import overlaps_from_weights  # noqa: E402
+
+
+def _network(K, M=2, N=500, seed=0):
+    rng = np.random.default_rng(seed)
+    ws = rng.normal(size=(M, N))
+    w = 1.1 * ws[np.arange(K) % M] + 0.5 * rng.normal(size=(K, N))
+    return jnp.asarray(w), jnp.asarray(ws), jnp.asarray(1.0 + 0.3 * rng.random(K)), jnp.full(M, 4.0)
+
+
+def _time(step, args, repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(step(*args))
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(step(*args))
+        times.append(time.perf_counter() - t)
+    return first, statistics.median(times)
+
+
+def _make_step(loss, project=None, lr=0.05):
+    opt = optax.adam(lr)
+
+    @eqx.filter_jit
+    def step(p, s):
+        val, g = jax.value_and_grad(loss)(p)
+        u, s = opt.update(g, s, p)
+        p = optax.apply_updates(p, u)
+        return (project(p) if project else p), s, val
+
+    return step, opt
+
+
+def bench(K, repeats, quick):
+    w, ws, v, vs = _network(K)
+    N = w.shape[1]
+    st = overlaps_from_weights(w, ws, v, vs)
+    act = Erf()
+    out = []
+
+    # edge mask (network level), Bernoulli relaxation, projection onto the budget
+    B = N * K // 2
+
+    def edge_loss(p):
+        s = D.masked_network_overlaps(w, ws, v, vs, p["m"], jnp.exp(p["logc"]), bernoulli=True)
+        return generalisation_error(s, act)
+
+    p = {"m": jnp.full((K, N), 0.5), "logc": jnp.zeros(K)}
+    step, opt = _make_step(edge_loss, lambda p: {**p, "m": D.project_capped_simplex(p["m"], B)})
+    out.append((f"edge mask K={K} N={N}", *_time(step, (p, opt.init(p)), repeats),
+                *_time(jax.jit(edge_loss), (p,), repeats)))
+
+    # node mask, ridge-relaxed optimal reweighting
+    k = K // 2
+
+    def node_loss(m):
+        return generalisation_error(eqx.tree_at(lambda s: s.v, st, D._relaxed_node_v(st, m, "optimal", 1.0, act)), act)
+
+    m = jnp.full(K, 0.5)
+    step, opt = _make_step(node_loss, lambda m: D.project_capped_simplex(m, k))
+    out.append((f"node mask K={K}", *_time(step, (m, opt.init(m)), repeats),
+                *_time(jax.jit(node_loss), (m,), repeats)))
+
+    # keep rule (population level)
+    rule = D.EdgeRule(a=jnp.zeros(K), log_slope=jnp.zeros(K), log_scale=jnp.zeros(K))
+
+    def rule_loss(r):
+        return generalisation_error(D.edge_rule_state(st, r, jnp.asarray(0.5)), act)
+
+    step, opt = _make_step(rule_loss)
+    out.append((f"keep rule K={K}", *_time(step, (rule, opt.init(rule)), repeats),
+                *_time(jax.jit(rule_loss), (rule,), repeats)))
+
+    # subset distribution by enumeration (k-DPP quality weights); C(K, k) subsets
+    kk = 3 if K == 6 else 4
+    masks = jnp.asarray(enumerate_subsets(K, kk))
+    errs = D.node_subset_errors(st, masks)
+    eye = jnp.eye(K)
+    _, base = jax.vmap(lambda mk: jnp.linalg.slogdet(jnp.where(mk[:, None] & mk[None, :], st.Q, eye)))(masks)
+
+    def sub_loss(th):
+        return jnp.exp(D.subset_log_probs(th, masks, base)) @ errs
+
+    th = jnp.zeros(K)
+    step, opt = _make_step(sub_loss)
+    out.append((f"subset dist K={K} C={masks.shape[0]}", *_time(step, (th, opt.init(th)), repeats),
+                *_time(jax.jit(sub_loss), (th,), repeats)))
+
+    # through training (gradient through the ODE solve)
+    if not (quick and K > 6):
+        cfg = SGDConfig(eta=0.5, eta_v=0.5, mode="two-layer")
+        duration = 5.0
+
+        def train_loss(m):
+            s0 = D._pruned_start(st, m, "optimal", 1.0, act)
+            return generalisation_error(D.retrain_pruned(s0, m, cfg, duration), act)
+
+        step, opt = _make_step(train_loss, lambda m: D.project_capped_simplex(m, k))
+        out.append((f"through training K={K} (duration {duration})", *_time(step, (m, opt.init(m)), max(2, repeats // 5)),
+                    *_time(jax.jit(train_loss), (m,), max(2, repeats // 5))))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repeats; skip the K=20 ODE gradient")
+    args = ap.parse_args()
+    repeats = 5 if args.quick else 20
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, float64; medians of {repeats} calls")
+    print(f"{'problem':<44} {'step 1st (s)':>12} {'step (ms)':>10} {'loss 1st (s)':>12} {'loss (ms)':>10}")
+    for K in (6, 20):
+        for name, f1, med, g1, gmed in bench(K, repeats, args.quick):
+            print(f"{name:<44} {f1:12.2f} {1e3 * med:10.2f} {g1:12.2f} {1e3 * gmed:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Tests of pruning designed by gradient descent (jaxprune._design, THEORY.md section 7)."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxprune._design import (
+    EdgeRule,
+    design_edge_mask,
+    design_edge_rule,
+    design_node_mask,
+    design_subset_distribution,
+    edge_rule_moments,
+    masked_network_error,
+    masked_network_overlaps,
+    node_subset_errors,
+    project_capped_simplex,
+    run_design,
+    sample_edge_rule_mask,
+    subset_log_probs,
+)
+from jaxprune._dpp import enumerate_subsets
+from jaxprune._error import generalisation_error
+from jaxprune._overlaps import Overlaps, overlaps_from_weights
+
+
+def _network(rng, K=4, M=2, N=200, noise=0.6):
+    """A 'trained-like' student: groups of units aligned with teacher units plus noise."""
+    ws = rng.normal(size=(M, N))
+    assign = np.arange(K) % M
+    w = (1.0 + 0.2 * rng.random((K, 1))) * ws[assign] + noise * rng.normal(size=(K, N))
+    v = 1.0 + 0.5 * rng.random(K)
+    vs = np.full(M, 2.0)
+    return jnp.asarray(w), jnp.asarray(ws), jnp.asarray(v), jnp.asarray(vs)
+
+
+def _fd_check(f, x, idx, eps=1e-6, rtol=1e-4, atol=1e-8):
+    g = jax.grad(f)(x)
+    flat = x.reshape(-1)
+    for i in idx:
+        e = jnp.zeros_like(flat).at[i].set(eps).reshape(x.shape)
+        fd = (f(x + e) - f(x - e)) / (2 * eps)
+        np.testing.assert_allclose(g.reshape(-1)[i], fd, rtol=rtol, atol=atol)
+
+
+# ---------------------------------------------------------------------------------------- building blocks
+
+
+def test_projection_capped_simplex(rng):
+    y = jnp.asarray(rng.normal(size=(7, 11)))
+    for total in (1.0, 20.0, 76.0):
+        m = project_capped_simplex(y, total)
+        assert float(jnp.sum(m)) == pytest.approx(total, abs=1e-9)
+        assert float(jnp.min(m)) >= 0 and float(jnp.max(m)) <= 1
+    # a feasible point is its own projection; the projection is the closest feasible point (vs. perturbations)
+    m = project_capped_simplex(y, 30.0)
+    np.testing.assert_allclose(project_capped_simplex(m, 30.0), m, atol=1e-10)
+    d0 = float(jnp.sum((m - y) ** 2))
+    for _ in range(20):
+        z = project_capped_simplex(m + 0.05 * jnp.asarray(rng.normal(size=m.shape)), 30.0)
+        assert float(jnp.sum((z - y) ** 2)) >= d0 - 1e-9
+
+
+def test_masked_overlaps_binary_and_bernoulli_mean(rng):
+    w, ws, v, vs = _network(rng, K=3, N=50)
+    mask = jnp.asarray(rng.random(w.shape) < 0.5)
+    c = jnp.asarray([0.5, 1.0, 2.0])
+    st = masked_network_overlaps(w, ws, v, vs, mask.astype(float), c, bernoulli=True)
+    ref = overlaps_from_weights(c[:, None] * jnp.where(mask, w, 0.0), ws, v, vs)
+    np.testing.assert_allclose(st.Q, ref.Q, atol=1e-12)
+    np.testing.assert_allclose(st.R, ref.R, atol=1e-12)
+    # the Bernoulli relaxation is the mean overlap of random masks
+    p = jnp.asarray(rng.random(w.shape))
+    draws = jax.random.uniform(jax.random.key(1), (20000,) + w.shape) < p[None]
+    Qs = jnp.mean(jax.vmap(lambda m: (m * w) @ (m * w).T / w.shape[1])(draws.astype(float)), axis=0)
+    st = masked_network_overlaps(w, ws, v, vs, p, bernoulli=True)
+    np.testing.assert_allclose(st.Q, Qs, atol=0.02)
+
+
+def test_node_subset_errors_match_prune_nodes(rng):
+    from jaxprune._node import prune_nodes
+
+    w, ws, v, vs = _network(rng, K=4, N=100)
+    st = overlaps_from_weights(w, ws, v, vs)
+    masks = enumerate_subsets(4, 2)
+    for rw in ("none", "preactivation", "activation", "optimal"):
+        mine = node_subset_errors(st, masks, reweight=rw)
+        ref = jnp.stack([generalisation_error(prune_nodes(st, m, reweight=rw)[0]) for m in masks])
+        np.testing.assert_allclose(mine, ref, rtol=1e-7, atol=1e-10)
+
+
+# --------------------------------------------------------------------------------------------- gradients
+
+
+def test_gradient_edge_relaxed_error(rng):
+    w, ws, v, vs = _network(rng, K=3, N=30)
+    c = jnp.asarray([0.9, 1.1, 1.0])
+
+    def f(m):
+        return generalisation_error(masked_network_overlaps(w, ws, v, vs, m, c, bernoulli=True))
+
+    m = jnp.asarray(rng.random(w.shape))
+    _fd_check(f, m, idx=range(0, 90, 7))
+
+
+def test_gradient_node_relaxed_error(rng):
+    from jaxprune._design import _relaxed_node_v
+    from jaxprune._activations import Erf
+
+    w, ws, v, vs = _network(rng, K=5, N=100)
+    st = overlaps_from_weights(w, ws, v, vs)
+    m = jnp.asarray([0.9, 0.3, 0.6, 0.2, 0.5])
+    for rw in ("none", "optimal"):
+        f = lambda m: generalisation_error(eqx.tree_at(lambda s: s.v, st, _relaxed_node_v(st, m, rw, 1.0, Erf())))  # noqa: E731
+        _fd_check(f, m, idx=range(5), rtol=1e-5)
+
+
+@pytest.mark.slow  # > 20 s on the shared 2-core machine
+def test_gradient_edge_rule_with_budget_shift(rng):
+    w, ws, v, vs = _network(rng, K=3, N=100)
+    st = overlaps_from_weights(w, ws, v, vs)
+    base = EdgeRule(a=jnp.asarray([0.1, -0.2, 0.3]), log_slope=jnp.log(jnp.asarray([0.7, 1.5, 3.0])),
+                    log_scale=jnp.asarray([0.05, -0.1, 0.0]))
+    for alloc in ("uniform", "free"):
+        def f(x):
+            r = EdgeRule(a=x[:3], log_slope=x[3:6], log_scale=x[6:])
+            return generalisation_error(Overlaps(*edge_rule_moments(st, r, 0.4, allocation=alloc)[:2],
+                                                 st.T, st.v, st.v_star))
+
+        x = jnp.concatenate([base.a, base.log_slope, base.log_scale])
+        _fd_check(f, x, idx=range(9), eps=1e-5, rtol=1e-4, atol=1e-9)
+
+
+def test_gradient_subset_distribution(rng):
+    K, k = 5, 2
+    masks = jnp.asarray(enumerate_subsets(K, k))
+    errs = jnp.asarray(rng.random(masks.shape[0]))
+    base = jnp.asarray(rng.normal(size=masks.shape[0]))
+    f = lambda th: jnp.exp(subset_log_probs(th, masks, base)) @ errs  # noqa: E731
+    _fd_check(f, jnp.asarray(rng.normal(size=K)), idx=range(K))
+
+
+# -------------------------------------------------------------------------------------------- edge rules
+
+
+def test_edge_rule_moments_special_cases(rng):
+    from jaxprune._edge import dpp_moments, magnitude_moments
+
+    w, ws, v, vs = _network(rng, K=3, N=100)
+    st = overlaps_from_weights(w, ws, v, vs)
+    p = 0.4
+    # slope 0: random pruning, Q'_ii = p Q_ii, Q'_ik = p^2 Q_ik, R' = p R
+    r0 = EdgeRule(a=jnp.zeros(3), log_slope=jnp.full(3, -40.0), log_scale=jnp.zeros(3))
+    Qp, Rp, kap = edge_rule_moments(st, r0, p)
+    np.testing.assert_allclose(kap, p, atol=1e-9)
+    np.testing.assert_allclose(jnp.diag(Qp), p * jnp.diag(st.Q), rtol=1e-6)
+    off = ~np.eye(3, dtype=bool)
+    np.testing.assert_allclose(np.asarray(Qp)[off], p * p * np.asarray(st.Q)[off], rtol=1e-4)
+    np.testing.assert_allclose(Rp, p * st.R, rtol=1e-6)
+    # slope 1: the large-N DPP edge rule of _edge.py
+    r1 = EdgeRule(a=jnp.zeros(3), log_slope=jnp.zeros(3), log_scale=jnp.zeros(3))
+    Qp, Rp, _ = edge_rule_moments(st, r1, p)
+    ref = dpp_moments(st, p)
+    np.testing.assert_allclose(Qp, ref.Q, rtol=2e-3, atol=1e-4)
+    # the steepest slope is close to magnitude pruning
+    r2 = EdgeRule(a=jnp.zeros(3), log_slope=jnp.full(3, 5.0), log_scale=jnp.zeros(3))
+    Qp, Rp, _ = edge_rule_moments(st, r2, p)
+    ref = magnitude_moments(st, p)
+    np.testing.assert_allclose(Qp, ref.Q, rtol=2e-2, atol=2e-3)
+
+
+def test_edge_rule_moments_against_sampled_masks(rng):
+    """Gaussian-equivalent moments against concrete masks on a wide network (N = 40000)."""
+    w, ws, v, vs = _network(rng, K=3, N=40000)
+    st = overlaps_from_weights(w, ws, v, vs)
+    rule = EdgeRule(a=jnp.zeros(3), log_slope=jnp.log(jnp.asarray([0.5, 2.0, 6.0])), log_scale=jnp.zeros(3))
+    Qp, Rp, _ = edge_rule_moments(st, rule, 0.5)
+    # both the independent Bernoulli draw and the exact-budget draw (top-k of logit + logistic noise) have the
+    # rule's marginals; a Gumbel-top-k (successive sampling) draw was off by ~0.12 on Q'_00 here
+    for exact in (True, False):
+        mask = sample_edge_rule_mask(jax.random.key(3), w, rule, 0.5, exact_budget=exact)
+        if exact:
+            np.testing.assert_array_equal(jnp.sum(mask, axis=1), 20000)
+        emp = masked_network_overlaps(w, ws, v, vs, mask.astype(float))
+        np.testing.assert_allclose(emp.Q, Qp, atol=0.03)
+        np.testing.assert_allclose(emp.R, Rp, atol=0.03)
+
+
+# ------------------------------------------------------------------------------------- design vs brute force
+
+
+@pytest.mark.slow  # > 20 s on the shared 2-core machine
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_node_design_reaches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    w, ws, v, vs = _network(rng, K=6, N=150)
+    st = overlaps_from_weights(w, ws, v, vs)
+    for k in (2, 3):
+        errs = node_subset_errors(st, enumerate_subsets(6, k), reweight="optimal")
+        d = design_node_mask(st, k, steps=200, key=jax.random.key(seed))
+        assert int(jnp.sum(d.mask)) == k
+        assert float(d.error) == pytest.approx(float(jnp.min(errs)), rel=1e-9)
+        # and the reported error is the exact error of the reported subset
+        assert float(d.error) == pytest.approx(float(node_subset_errors(st, d.mask[None])[0]), rel=1e-12)
+
+
+def test_subset_distribution_reaches_brute_force(rng):
+    w, ws, v, vs = _network(rng, K=6, N=150)
+    st = overlaps_from_weights(w, ws, v, vs)
+    for fam in ("kdpp", "bernoulli"):
+        d = design_subset_distribution(st, 3, family=fam, steps=300, learning_rate=0.2)
+        assert float(d.mode_error) == pytest.approx(float(d.best_error), rel=1e-12)
+        assert float(d.expected_error) < float(d.best_error) * 1.01
+        # and it beats every baseline distribution (random, importance, DPP), exactly
+        from jaxprune._node import expected_node_error
+
+        for method in ("random", "importance", "dpp"):
+            assert float(d.expected_error) <= float(expected_node_error(st, 3, method=method,
+                                                                        reweight="optimal").mean) + 1e-12
+
+
+@pytest.mark.slow  # > 20 s on the shared 2-core machine
+def test_edge_design_beats_baselines_exactly(rng):
+    from jaxprune._edge import magnitude_edge_mask, random_edge_mask
+
+    w, ws, v, vs = _network(rng, K=3, N=60)
+    d = design_edge_mask(w, ws, v, vs, 0.5, steps=100, restarts=1, roundings=2, key=jax.random.key(0))
+    assert int(jnp.sum(d.mask)) == 90  # exactly the budget
+    mag = masked_network_error(w, ws, v, vs, magnitude_edge_mask(w, 0.5))[0]
+    rnd = masked_network_error(w, ws, v, vs, random_edge_mask(jax.random.key(1), w, 0.5))[0]
+    assert float(d.error) < float(mag) and float(d.error) < float(rnd)
+    # the reported error is the exact error of the hard mask with the reported rescale
+    st = masked_network_overlaps(w, ws, v, vs, d.mask.astype(float), d.scale)
+    assert float(generalisation_error(st)) == pytest.approx(float(d.error), rel=1e-10)
+
+
+# ------------------------------------------------------------------------------- loop, determinism, errors
+
+
+def test_run_design_compiles_once_and_is_deterministic():
+    traces = []
+
+    def loss(p, hyp):
+        traces.append(1)
+        return jnp.sum((p - 3.0) ** 2, axis=-1) * hyp["scale"], None
+
+    p0 = jnp.zeros((2, 3))
+    out1, tr1 = run_design(loss, p0, optimizer=optax.adam(0.1), steps=50, hyper=lambda t: {"scale": 1.0 + t})
+    n = len(traces)
+    out2, tr2 = run_design(loss, p0, optimizer=optax.adam(0.1), steps=50, hyper=lambda t: {"scale": 1.0 + t})
+    np.testing.assert_array_equal(out1, out2)
+    np.testing.assert_array_equal(tr1.loss, tr2.loss)
+    assert n <= 3  # one trace of the step for 50 iterations (plus the final evaluation)
+    assert tr1.loss.shape == (50,)
+
+
+def test_validation_errors(rng):
+    w, ws, v, vs = _network(rng, K=3, N=20)
+    st = overlaps_from_weights(w, ws, v, vs)
+    with pytest.raises(ValueError, match="keep"):
+        design_edge_mask(w, ws, v, vs, 1.5)
+    with pytest.raises(ValueError, match="keep"):
+        design_edge_rule(st, 0.0)
+    with pytest.raises(ValueError, match="k must"):
+        design_node_mask(st, 4)
+    with pytest.raises(ValueError, match="learning_rate"):
+        design_node_mask(st, 2, learning_rate=-0.1)
+    with pytest.raises(ValueError, match="budget"):
+        design_edge_mask(w, ws, v, vs, 0.5, budget="bogus")
+
+
+# ------------------------------------------------------------------------------------------ through training
+
+
+@pytest.mark.slow
+def test_through_training_gradient_and_brute_force():
+    from jaxprune._design import _pruned_start, design_through_training, retrain_pruned, training_subset_errors
+    from jaxprune._dynamics import SGDConfig, solve_ode
+
+    K, M = 4, 2
+    i, n = np.arange(K)[:, None], np.arange(M)[None, :]
+    s0 = Overlaps(Q=jnp.eye(K), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n)), T=jnp.eye(M), v=jnp.ones(K),
+                  v_star=jnp.full(M, 2.0))
+    cfg = SGDConfig(eta=0.5, eta_v=0.5, mode="two-layer")
+    st = solve_ode(s0, cfg, np.array([0.0, 30.0]), rtol=1e-6, atol=1e-9).final
+    f = jax.jit(lambda m: generalisation_error(
+        retrain_pruned(_pruned_start(st, m, "optimal", 1.0, cfg.activation), m, cfg, 5.0, rtol=1e-9, atol=1e-12)))
+    _fd_check(f, jnp.asarray([0.9, 0.4, 0.6, 0.3]), idx=range(4), eps=1e-5, rtol=1e-4)
+    masks = jnp.asarray(enumerate_subsets(K, 2))
+    best = float(jnp.min(training_subset_errors(st, cfg, masks, 5.0)))
+    d = design_through_training(st, cfg, 2, 5.0, steps=40, restarts=2)
+    assert float(d.error) == pytest.approx(best, rel=1e-6)
