@@ -166,6 +166,7 @@ def test_q_stays_symmetric_and_psd(rng):
         assert np.linalg.eigvalsh(omega)[0] > -1e-9
 
 
+@pytest.mark.slow
 def test_permuting_students_permutes_trajectory(rng):
     s = random_state(rng, 3, 2)
     perm = np.array([2, 0, 1])
@@ -177,6 +178,7 @@ def test_permuting_students_permutes_trajectory(rng):
     np.testing.assert_allclose(np.asarray(b.eps_g), np.asarray(a.eps_g), rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_inactive_padded_units_change_nothing(rng):
     s = random_state(rng, 2, 2)
     pad = Overlaps(Q=jnp.zeros((4, 4)).at[:2, :2].set(s.Q), R=jnp.zeros((4, 2)).at[:2].set(s.R), T=s.T,
@@ -207,7 +209,7 @@ def test_jit_vmap_with_per_element_status():
     np.testing.assert_allclose(np.asarray(sols.eps_g[1]), np.asarray(one.eps_g), rtol=1e-7)
 
 
-@pytest.mark.parametrize("integrator", ["euler", "tsit5"])
+@pytest.mark.parametrize("integrator", ["euler", pytest.param("tsit5", marks=pytest.mark.slow)])
 def test_divergence_is_reported(integrator):
     s = reference_state(2, 2)
     cfg = SGDConfig(eta=8.0, sigma=0.1, activation="linear")
@@ -223,7 +225,7 @@ def test_divergence_is_reported(integrator):
     assert int(slow.status) == Status.DIVERGED
 
 
-@pytest.mark.parametrize("integrator", ["tsit5", "euler"])
+@pytest.mark.parametrize("integrator", [pytest.param("tsit5", marks=pytest.mark.slow), "euler"])
 def test_grad_through_trajectory_matches_finite_differences(integrator):
     s = reference_state(2, 2)
     grid = np.linspace(0.0, 3.0, 4)

@@ -154,6 +154,7 @@ def test_simulation_follows_ode_scm():
     assert mean_abs[0] > 1.6 * mean_abs[1], mean_abs  # sqrt(8) = 2.8 expected
 
 
+@pytest.mark.slow
 def test_simulation_follows_ode_two_layer():
     """Two-layer mode (v trained), K = 3 > M = 2, label noise."""
     cfg = SGDConfig(eta=0.5, eta_v=0.5, sigma=0.1, mode="two-layer")
@@ -191,6 +192,7 @@ def test_noisy_test_mse(key):
     np.testing.assert_array_equal(res0.eps_g, res.eps_g)  # the test set does not perturb the training stream
 
 
+@pytest.mark.slow
 def test_vmap_over_seeds_matches_separate_runs():
     N = 60
     teacher = make_teacher(jax.random.key(1), N, 2)
