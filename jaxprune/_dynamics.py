@@ -250,7 +250,7 @@ def solve_ode(
     divergence_threshold: float = 1e4,
     throw: bool = True,
 ) -> ODESolution:
-    """Integrate the order-parameter ODEs of online SGD from `state0` (at `alpha = alphas[0]`... see below).
+    """Integrate the order-parameter ODEs of online SGD from `state0` at `alpha = 0`.
 
     **Arguments:**
     - `state0`: initial [`Overlaps`][] at `alpha = 0`.
