@@ -928,17 +928,26 @@ def retrain_pruned(
 
 class TrainingDesign(eqx.Module):
     """A unit subset designed for the error after retraining: `mask`, `error` (exact final `eps_g` of the hard
-    subset after retraining), `relaxed_error`, `soft_mask`, `trace`."""
+    subset after retraining), `relaxed_error`, `soft_mask`, `trace`, and `reweight` (the reweighting applied at
+    prune time: `"none"` or `"optimal"`)."""
 
     mask: Bool[Array, " K"]
     error: Float[Array, ""]
     relaxed_error: Float[Array, ""]
     soft_mask: Float[Array, " K"]
     trace: DesignTrace
+    reweight: str = eqx.field(static=True, default="optimal")
 
 
 def _pruned_start(state, m, reweight, rho, activation):
     return eqx.tree_at(lambda s: s.v, state, _relaxed_node_v(state, m, reweight, rho, activation))
+
+
+def _pruned_start_flag(state, m, use_optimal, rho, activation):
+    """[`_pruned_start`][] with the reweighting picked by a traced flag (`True`: ridge-relaxed optimal,
+    `False`: `m v`), so that restarts of both kinds share one compiled step."""
+    v = jnp.where(use_optimal, _relaxed_node_v(state, m, "optimal", rho, activation), m * state.v)
+    return eqx.tree_at(lambda s: s.v, state, v)
 
 
 def design_through_training(
@@ -947,7 +956,7 @@ def design_through_training(
     k: int,
     duration: float,
     *,
-    reweight: Literal["none", "optimal"] = "optimal",
+    reweight: Literal["none", "optimal", "best"] = "optimal",
     steps: int = 100,
     learning_rate: float = 0.05,
     restarts: int = 4,
@@ -956,18 +965,26 @@ def design_through_training(
     polish: bool = True,
     key: PRNGKeyArray | None = None,
     rtol: float = 1e-6,
+    exact_errors: Callable[[np.ndarray, str], np.ndarray] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TrainingDesign:
     """Design the subset of `k` units kept at `alpha_p` (the time of `state`) so that the error after
     retraining for `duration` is minimal: relaxed mask `m` (projected onto `sum m = k`), pruned start
     `v'(m)` as in [`design_node_mask`][], gradients through the ODE solve of [`retrain_pruned`][]; rounding as
-    in [`design_node_mask`][] (top `k` of each restart, then exact one-unit exchanges when `polish`)."""
+    in [`design_node_mask`][] (top `k` of each restart, then exact one-unit exchanges when `polish`).
+
+    `reweight="best"` designs the reweighting too: `restarts` restarts with `v'(m) = m v` and `restarts` with
+    the relaxed optimal reweighting run side by side (one compiled step), and the better hard result is kept.
+    `exact_errors(masks, reweight) -> errors` replaces the exact evaluation of hard subsets (default
+    [`training_subset_errors`][]), e.g. a table of all subsets already computed."""
     activation = config.activation
     K = state.K
     _check_k(k, K)
     _check_steps(steps)
     _check_positive(learning_rate, "learning_rate")
     _check_positive(duration, "duration")
+    if reweight not in ("none", "optimal", "best"):
+        raise ValueError(f"reweight must be 'none', 'optimal' or 'best', got {reweight!r}")
     key = jax.random.key(0) if key is None else key
     dtype = state.Q.dtype
     imp = jnp.abs(state.v) * jnp.sqrt(jnp.diag(state.Q))
@@ -975,27 +992,40 @@ def design_through_training(
         [project_capped_simplex(imp / jnp.max(imp), k)[None],
          jax.random.uniform(key, (restarts - 1, K), dtype)], axis=0)
     m0 = jax.vmap(lambda m: project_capped_simplex(m, k))(m0)
+    kinds = ("none", "optimal") if reweight == "best" else (reweight,)
+    flags = jnp.repeat(jnp.asarray([kd == "optimal" for kd in kinds]), restarts)
+    m0 = jnp.concatenate([m0] * len(kinds), axis=0)
     hyper = _budget_hyper("projection", steps, (0.0, 0.0), binarise)
 
-    def one_loss(m, hyp):
-        final = retrain_pruned(_pruned_start(state, m, reweight, rho, activation), m, config, duration, rtol=rtol)
+    if exact_errors is None:
+        def exact_errors(ms, rw):
+            return np.asarray(training_subset_errors(state, config, jnp.asarray(ms), duration, reweight=rw,
+                                                     rtol=rtol))
+
+    def one_loss(m, flag, hyp):
+        final = retrain_pruned(_pruned_start_flag(state, m, flag, rho, activation), m, config, duration, rtol=rtol)
         err = generalisation_error(final, activation)
         return err + hyp["binarise"] * jnp.mean(m * (1 - m)), err
 
     params, trace = run_design(
-        lambda p, h: jax.vmap(one_loss, (0, None))(p, h), m0, optimizer=optax.adam(learning_rate), steps=steps,
-        hyper=hyper, project=lambda p: jax.vmap(lambda m: project_capped_simplex(m, k))(p), progress=progress)
-    masks = jax.vmap(lambda m: _top_mask(m, k))(params)
-    errs = training_subset_errors(state, config, masks, duration, reweight=reweight, rtol=rtol)
-    best = int(jnp.argmin(errs))
-    relaxed = jax.vmap(one_loss, (0, None))(params, hyper(steps - 1))[1]
-    mask, err = masks[best], errs[best]
-    if polish:
-        mask, err = _swap_polish(
-            lambda ms: training_subset_errors(state, config, jnp.asarray(ms), duration, reweight=reweight, rtol=rtol),
-            np.asarray(mask), K)
-        mask, err = jnp.asarray(mask), jnp.asarray(err, dtype)
-    return TrainingDesign(mask=mask, error=err, relaxed_error=relaxed[best], soft_mask=params[best], trace=trace)
+        lambda p, h: jax.vmap(one_loss, (0, 0, None))(p, flags, h), m0, optimizer=optax.adam(learning_rate),
+        steps=steps, hyper=hyper, project=lambda p: jax.vmap(lambda m: project_capped_simplex(m, k))(p),
+        progress=progress)
+    masks = np.asarray(jax.vmap(lambda m: _top_mask(m, k))(params))
+    relaxed = np.asarray(jax.vmap(one_loss, (0, 0, None))(params, flags, hyper(steps - 1))[1])
+    best = None
+    for j, kd in enumerate(kinds):
+        sl = slice(j * restarts, (j + 1) * restarts)
+        errs = np.asarray(exact_errors(masks[sl], kd))
+        i = int(np.argmin(errs))
+        mask, err = masks[sl][i], float(errs[i])
+        if polish:
+            mask, err = _swap_polish(lambda ms, kd=kd: exact_errors(ms, kd), mask, K)
+        if best is None or err < best[1]:
+            best = (mask, err, kd, j * restarts + i)
+    mask, err, kd, i = best
+    return TrainingDesign(mask=jnp.asarray(mask), error=jnp.asarray(err, dtype), relaxed_error=jnp.asarray(relaxed[i]),
+                          soft_mask=params[i], trace=trace, reweight=kd)
 
 
 @eqx.filter_jit
@@ -1022,35 +1052,106 @@ __all__.append("training_subset_errors")
 # --------------------------------------------------------------------------------------------------
 # Comparison tables against every baseline at the same budget
 # --------------------------------------------------------------------------------------------------
+#
+# Every row is a dict `{keep or k, kind, method, role, error, setting, ...}`; `role` is "designed", "baseline",
+# "reference" (brute-force optimum, unpruned network: not competitors) and `error` the exact noise-free eps_g.
+# Where a concrete network is given, `sim` is the finite-N check (exact eps_g of the concrete pruned network
+# from its overlaps; for the training level after finite-N SGD) and `half_mse` the half test MSE of the pruned
+# network on fresh noise-free inputs (an unbiased Monte Carlo estimate of its eps_g, the same inputs for every
+# row of a table). `design_verdict` says, per budget, whether the best designed row beats the best baseline.
 
 _NODE_REWEIGHTS = ("none", "preactivation", "activation", "optimal")
+_RESCALE_LABEL = {"none": "c = 1", "inverse-keep": "c = 1/keep", "optimal": "optimal c"}
 
 
 def _best_node_baselines(state: Overlaps, k: int, activation) -> dict[str, tuple[float, str]]:
     """Best (over reweighting rules and DPP kernels) exact expected error of random, importance and DPP node
     pruning to `k` units: `{method: (eps_g, setting)}`."""
-    from ._node import expected_node_error
+    return {m: (e, s) for m, (e, s, _, _) in _node_baseline_details(state, k, activation).items()}
 
+
+def _node_baseline_details(state: Overlaps, k: int, activation):
+    """`{method: (eps_g, setting, probs over enumerate_subsets(K, k) or None, reweight)}` of the best setting
+    of random / importance / DPP node pruning (exact, by enumeration)."""
+    from ._dpp import check_kdpp_kernel, kdpp_enumerate
+    from ._node import importance_mask, kernel_matrix
+
+    K = state.K
+    masks = np.asarray(enumerate_subsets(K, k))
+    errs = {rw: np.asarray(node_subset_errors(state, jnp.asarray(masks), reweight=rw, activation=activation))
+            for rw in _NODE_REWEIGHTS}
+    imp = np.asarray(importance_mask(state, k))
+    dists = {"random": [(None, np.full(masks.shape[0], 1.0 / masks.shape[0]))],
+             "importance": [(None, np.all(masks == imp, axis=1).astype(float))], "dpp": []}
+    for ker in ("Q", "A", "rbf"):
+        L = kernel_matrix(state, ker, activation=activation)
+        try:  # a k-DPP needs rank >= k
+            check_kdpp_kernel(L, k)
+        except ValueError:
+            continue
+        dists["dpp"].append((ker, np.asarray(kdpp_enumerate(L, k)[1])))
     out = {}
-    for method, kernels in (("random", (None,)), ("importance", (None,)), ("dpp", ("Q", "A", "rbf"))):
-        best = (math.inf, "")
-        for rw in _NODE_REWEIGHTS:
-            for ker in kernels:
-                kw = {} if ker is None else {"kernel": ker}
-                try:
-                    e = float(expected_node_error(state, k, method=method, reweight=rw, activation=activation,
-                                                  **kw).mean)
-                except ValueError:  # e.g. a DPP kernel of rank below k
-                    continue
+    for method, options in dists.items():
+        best = (math.inf, "", None, None)
+        for ker, probs in options:
+            for rw in _NODE_REWEIGHTS:
+                e = float(probs @ errs[rw])
                 if e < best[0]:
-                    best = (e, rw if ker is None else f"{rw}, L={ker}")
-        out[method] = best
+                    best = (e, rw if ker is None else f"{rw}, L={ker}", probs, rw)
+        if best[2] is not None:
+            out[method] = best
     return out
 
 
 def _node_k(keep: float, K: int) -> int | None:
     k = keep * K
     return int(round(k)) if abs(k - round(k)) < 1e-9 and round(k) >= 1 else None
+
+
+class _FreshInputs:
+    """`P` fresh noise-free inputs of a concrete teacher: the half test MSE `mean (phi - y)^2 / 2` of pruned
+    students (edge: effective weights `c (m * w)`; node: the unit activations of the unpruned student
+    combined with each subset's second layer)."""
+
+    def __init__(self, key, w_star, v_star, activation, samples: int = 10_000):
+        N = w_star.shape[1]
+        self.scale = 1.0 / math.sqrt(N)
+        self.x = jax.random.normal(key, (samples, N), w_star.dtype)
+        self.y = activation(self.x @ w_star.T * self.scale) @ v_star
+        self.act = activation
+
+    def edge(self, w_eff: Float[Array, "K N"], v: Float[Array, " K"]) -> float:
+        phi = self.act(self.x @ w_eff.T * self.scale) @ v
+        return float(0.5 * jnp.mean(jnp.square(phi - self.y)))
+
+    def node(self, w: Float[Array, "K N"], V: Float[Array, "C K"]) -> np.ndarray:
+        G = self.act(self.x @ w.T * self.scale)
+        return np.asarray(0.5 * jnp.mean(jnp.square(G @ V.T - self.y[:, None]), axis=0))
+
+
+@eqx.filter_jit
+def _concrete_edge_error(w, w_star, v, v_star, mask, rescale: str, activation):
+    """Exact `eps_g` of `c (m * w)` on a concrete network with `c = 1`, `1/keep_i`, or the per-unit optimum
+    (the Newton rescale of [`jaxprune._edge.optimal_edge_rescale`][], from the better of the other two).
+    **Returns:** `(eps_g, c)`."""
+    from ._edge import EdgeMoments, apply_edge_moments, optimal_edge_rescale
+
+    n = w.shape[-1]
+    m = mask.astype(w.dtype)
+    wp = m * w
+    st = Overlaps(Q=w @ w.T / n, R=w @ w_star.T / n, T=w_star @ w_star.T / n, v=v, v_star=v_star)
+    mom = EdgeMoments(keep=jnp.maximum(jnp.mean(m, axis=1), 1.0 / n), Q=wp @ wp.T / n, R=wp @ w_star.T / n)
+    if rescale == "none":
+        c = jnp.ones(w.shape[0], w.dtype)
+    elif rescale == "inverse-keep":
+        c = 1.0 / mom.keep
+    else:
+        c, _ = optimal_edge_rescale(st, mom, activation)
+    return generalisation_error(apply_edge_moments(st, mom, c), activation), c
+
+
+def _node_subset_vs(state, masks, reweight, activation):
+    return jax.vmap(lambda m: _masked_node_v(state, m, reweight, activation))(jnp.asarray(masks, bool))
 
 
 def compare_network(
@@ -1067,12 +1168,15 @@ def compare_network(
     budget: str = "projection",
     refit: bool = False,
     random_draws: int = 4,
+    test_samples: int = 10_000,
     activation: AbstractActivation | str = Erf(),
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Rows `{keep, k, method, kind, error, setting}` for each keep fraction: the designed edge mask and (when
-    `keep K` is an integer `k`) the designed node subset, beside random / magnitude / DPP edge masks (best
-    rescale) and random / importance / DPP node pruning (best reweighting), all exact for this network."""
+    """Rows `{keep, k, kind, method, role, error, half_mse, setting}` for each keep fraction: the designed edge
+    mask and (when `keep K` is an integer `k`) the designed node subset, beside random / magnitude / DPP edge
+    masks (best rescale) and random / importance / DPP node pruning (best reweighting and kernel), all exact for
+    this network; `half_mse` the half test MSE on `test_samples` fresh inputs (0: none). Edge errors use the
+    per-unit optimal rescale `c` for every row alike (with `refit`, also the optimal second layer)."""
     from ._edge import dpp_edge_mask, magnitude_edge_mask, random_edge_mask
 
     activation = get_activation(activation)
@@ -1080,40 +1184,82 @@ def compare_network(
     v, v_star = jnp.asarray(v, w.dtype), jnp.asarray(v_star, w.dtype)
     K, N = w.shape
     key = jax.random.key(0) if key is None else key
+    key, kx = jax.random.split(key)
+    fresh = _FreshInputs(kx, w_star, v_star, activation, test_samples) if test_samples else None
     state = Overlaps(Q=w @ w.T / N, R=w @ w_star.T / N, T=w_star @ w_star.T / N, v=v, v_star=v_star)
-    rows = []
     full = float(generalisation_error(state, activation))
-    rows.append(dict(keep=1.0, k=K, method="unpruned", kind="-", error=full, setting=""))
+    rows = [dict(keep=1.0, k=K, kind="-", method="unpruned", role="reference", error=full, setting="",
+                 half_mse=fresh.edge(w, v) if fresh else None)]
+
+    def edge_eval(mask):
+        if refit:
+            e, c, vv = masked_network_error(w, w_star, v, v_star, mask, rescale="optimal", refit=True,
+                                            activation=activation)
+        else:
+            (e, c), vv = _concrete_edge_error(w, w_star, v, v_star, mask, "optimal", activation), v
+        h = fresh.edge(c[:, None] * jnp.where(mask, w, 0.0), vv) if fresh else None
+        return float(e), h
+
+    def mean_eval(ms):
+        res = [edge_eval(m) for m in ms]
+        return float(np.mean([r[0] for r in res])), (float(np.mean([r[1] for r in res])) if fresh else None)
+
+    rescale_txt = "optimal c and second layer" if refit else "optimal c"
     for keep in keeps:
         kk = _node_k(keep, K)
         key, k1, k2, k3 = jax.random.split(key, 4)
         d = design_edge_mask(w, w_star, v, v_star, keep, budget=budget, refit=refit, steps=steps,
                              learning_rate=learning_rate, restarts=restarts, key=k1, activation=activation,
                              progress=progress)
-        rows.append(dict(keep=keep, k=kk, method="designed", kind="edge", error=float(d.error),
-                         setting=f"relaxed {float(d.relaxed_error):.4g}", mask=d.mask,
+        e, h = edge_eval(d.mask)
+        rows.append(dict(keep=keep, k=kk, kind="edge", method="designed", role="designed", error=e, half_mse=h,
+                         setting=f"{rescale_txt}; relaxed {float(d.relaxed_error):.4g}", mask=d.mask,
                          loss_curve=d.trace.loss))
-
-        def err(mask):
-            return float(masked_network_error(w, w_star, v, v_star, mask, rescale="optimal", refit=refit,
-                                              activation=activation)[0])
-
-        rnd = [err(random_edge_mask(kd, w, keep)) for kd in jax.random.split(k2, random_draws)]
-        rows.append(dict(keep=keep, k=kk, method="random", kind="edge", error=float(np.mean(rnd)),
-                         setting=f"optimal rescale, mean of {random_draws} masks"))
-        rows.append(dict(keep=keep, k=kk, method="magnitude", kind="edge", error=err(magnitude_edge_mask(w, keep)),
-                         setting="optimal rescale"))
-        dpp = [err(m) for m in [dpp_edge_mask(kd, w, keep, kernel="diagonal") for kd in jax.random.split(k3, 2)]]
-        rows.append(dict(keep=keep, k=kk, method="dpp", kind="edge", error=float(np.mean(dpp)),
-                         setting="diagonal kernel, optimal rescale, mean of 2 masks"))
-        if kk is not None:
-            nd = design_node_mask(state, kk, activation=activation, key=k1)
-            rows.append(dict(keep=keep, k=kk, method="designed", kind="node", error=float(nd.error),
-                             setting="optimal reweighting", mask=nd.mask,
-                             loss_curve=nd.trace.loss))
-            for m, (e, setting) in _best_node_baselines(state, kk, activation).items():
-                rows.append(dict(keep=keep, k=kk, method=m, kind="node", error=e, setting=setting))
+        e, h = mean_eval([random_edge_mask(kd, w, keep) for kd in jax.random.split(k2, random_draws)])
+        rows.append(dict(keep=keep, k=kk, kind="edge", method="random", role="baseline", error=e, half_mse=h,
+                         setting=f"{rescale_txt}, mean of {random_draws} masks"))
+        e, h = edge_eval(magnitude_edge_mask(w, keep))
+        rows.append(dict(keep=keep, k=kk, kind="edge", method="magnitude", role="baseline", error=e, half_mse=h,
+                         setting=rescale_txt))
+        e, h = mean_eval([dpp_edge_mask(kd, w, keep, kernel="diagonal") for kd in jax.random.split(k3, 2)])
+        rows.append(dict(keep=keep, k=kk, kind="edge", method="dpp", role="baseline", error=e, half_mse=h,
+                         setting=f"diagonal kernel, {rescale_txt}, mean of 2 masks"))
+        if kk is not None and math.comb(K, kk) <= 200_000:
+            nd = design_node_mask(state, kk, activation=activation, key=k1, steps=max(steps // 2, 1),
+                                  progress=progress)
+            masks = np.asarray(enumerate_subsets(K, kk))
+            Vs = {rw: _node_subset_vs(state, masks, rw, activation) for rw in _NODE_REWEIGHTS}
+            hm = {rw: fresh.node(w, Vs[rw]) for rw in Vs} if fresh else None
+            row = np.all(masks == np.asarray(nd.mask), axis=1)
+            rows.append(dict(keep=keep, k=kk, kind="node", method="designed", role="designed",
+                             error=float(nd.error), half_mse=float(row @ hm["optimal"]) if fresh else None,
+                             setting="optimal reweighting", mask=nd.mask, loss_curve=nd.trace.loss))
+            for m, (e, setting, probs, rw) in _node_baseline_details(state, kk, activation).items():
+                rows.append(dict(keep=keep, k=kk, kind="node", method=m, role="baseline", error=e,
+                                 half_mse=float(probs @ hm[rw]) if fresh else None, setting=setting))
     return rows
+
+
+def _edge_baseline_theory(state: Overlaps, keep: float, activation) -> list[tuple[str, str, float, Array]]:
+    """`(method, rescale, eps_g, c)` of random / magnitude / DPP edge pruning under the Gaussian-equivalent
+    model with each rescale (moments computed once per method; one compiled optimal-rescale solve)."""
+    from ._edge import apply_edge_moments, dpp_moments, magnitude_moments, optimal_edge_rescale, random_moments
+
+    K = state.K
+    p = jnp.full((K,), keep, state.Q.dtype)
+    out = []
+    for method, fn in (("random", random_moments), ("magnitude", magnitude_moments), ("dpp", dpp_moments)):
+        mom = fn(state, p)
+        for rescale in ("none", "inverse-keep", "optimal"):
+            if rescale == "none":
+                c = jnp.ones((K,), state.Q.dtype)
+            elif rescale == "inverse-keep":
+                c = 1.0 / p
+            else:
+                c, _ = optimal_edge_rescale(state, mom, activation)
+            out.append((method, rescale, float(generalisation_error(apply_edge_moments(state, mom, c), activation)),
+                        c))
+    return out
 
 
 def compare_population(
@@ -1125,31 +1271,48 @@ def compare_population(
     steps: int = 300,
     learning_rate: float = 0.05,
     draws: int = 4,
+    test_samples: int = 10_000,
     activation: AbstractActivation | str = Erf(),
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Rows for designed keep rules (uniform and free allocation) and designed subset distributions (k-DPP
-    quality weights, conditional Bernoulli) beside the edge baselines of [`edge_prune_theory`][] (best rescale)
-    and the node baselines (best reweighting). With `weights = (w, w_star)` of a concrete network whose
-    overlaps are `state`, each edge row also gets `sim`: the exact error of concrete masks drawn from the rule
-    (mean over `draws`; baselines: random / magnitude / DPP masks with the best rescale)."""
-    from ._edge import dpp_edge_mask, edge_prune_theory, magnitude_edge_mask, random_edge_mask
+    """Rows for designed keep rules (uniform and free allocation) beside random / magnitude / DPP edge rules
+    with each rescale (`c = 1`, `c = 1/keep`, optimal `c`; Gaussian-equivalent model of THEORY.md 6.2), and
+    designed subset distributions (k-DPP quality weights, conditional Bernoulli) beside random / importance /
+    DPP node pruning (best reweighting and kernel; exact by enumeration).
+
+    With `weights = (w, w_star)` of a concrete network whose overlaps are `state`, edge rows also get `sim`:
+    the exact error of concrete masks drawn from the rule on that network (mean over `draws`; the designed rule
+    with its own rescale, and `sim_rescaled` with the network's optimal rescale; baselines: random / magnitude /
+    DPP masks with the row's rescale), and every row `half_mse` (fresh inputs). Node rows need no `sim`: the
+    state is the network's own overlaps, so their `error` is already the concrete network's."""
+    from ._edge import dpp_edge_mask, magnitude_edge_mask, random_edge_mask
 
     activation = get_activation(activation)
     K = state.K
     key = jax.random.key(0) if key is None else key
-    rows = [dict(keep=1.0, k=K, method="unpruned", kind="-", error=float(generalisation_error(state, activation)),
-                 setting="")]
+    key, kx = jax.random.split(key)
+    rows = [dict(keep=1.0, k=K, kind="-", method="unpruned", role="reference",
+                 error=float(generalisation_error(state, activation)), setting="")]
+    fresh = None
     if weights is not None:
         w, w_star = (jnp.asarray(x) for x in weights)
         v, v_star = state.v, state.v_star
+        fresh = _FreshInputs(kx, w_star, v_star, activation, test_samples) if test_samples else None
+        rows[0]["half_mse"] = fresh.edge(w, v) if fresh else None
 
-        def sim_err(mask, c=None):
-            if c is None:
-                return float(masked_network_error(w, w_star, v, v_star, mask, rescale="optimal",
-                                                  activation=activation)[0])
-            st = masked_network_overlaps(w, w_star, v, v_star, mask.astype(w.dtype), c)
-            return float(generalisation_error(st, activation))
+        def sim_eval(ms, rescale, c=None):
+            es, hs = [], []
+            for m in ms:
+                if c is None:
+                    e, cc = _concrete_edge_error(w, w_star, v, v_star, m, rescale, activation)
+                else:
+                    cc = c
+                    e = generalisation_error(masked_network_overlaps(w, w_star, v, v_star, m.astype(w.dtype), c),
+                                             activation)
+                es.append(float(e))
+                if fresh:
+                    hs.append(fresh.edge(cc[:, None] * jnp.where(m, w, 0.0), v))
+            return float(np.mean(es)), (float(np.mean(hs)) if fresh else None)
 
     for keep in keeps:
         kk = _node_k(keep, K)
@@ -1157,39 +1320,43 @@ def compare_population(
         for alloc in ("uniform", "free"):
             r = design_edge_rule(state, keep, allocation=alloc, steps=steps, learning_rate=learning_rate,
                                  activation=activation, progress=progress)
-            row = dict(keep=keep, k=kk, method=f"designed rule ({alloc})", kind="edge", error=float(r.error),
-                       loss_curve=r.trace.loss,
-                       setting="slopes " + ",".join(f"{x:.3g}" for x in np.asarray(r.rule.slope())))
+            row = dict(keep=keep, k=kk, kind="edge", method=f"designed rule ({alloc})", role="designed",
+                       error=float(r.error), loss_curve=r.trace.loss,
+                       setting="own c; slopes " + ",".join(f"{x:.3g}" for x in np.asarray(r.rule.slope())))
             if weights is not None:
-                masks = [sample_edge_rule_mask(kd, w, r.rule, keep, allocation=alloc)
-                         for kd in jax.random.split(kr, draws)]
-                row["sim"] = float(np.mean([sim_err(m, jnp.exp(r.rule.log_scale)) for m in masks]))
-                row["sim_rescaled"] = float(np.mean([sim_err(m) for m in masks]))
+                ms = [sample_edge_rule_mask(kd, w, r.rule, keep, allocation=alloc)
+                      for kd in jax.random.split(kr, draws)]
+                row["sim"], row["half_mse"] = sim_eval(ms, None, jnp.exp(r.rule.log_scale))
+                row["sim_rescaled"] = sim_eval(ms, "optimal")[0]
             rows.append(row)
-        for method in ("random", "magnitude", "dpp"):
-            e = float(edge_prune_theory(state, keep, method=method, rescale="optimal", activation=activation).eps_g)
-            row = dict(keep=keep, k=kk, method=method, kind="edge", error=e, setting="optimal rescale")
+        if weights is not None:
+            kb1, kb2 = jax.random.split(kb)
+            concrete = {"random": [random_edge_mask(kd, w, keep) for kd in jax.random.split(kb1, draws)],
+                        "magnitude": [magnitude_edge_mask(w, keep)],
+                        "dpp": [dpp_edge_mask(kd, w, keep, kernel="diagonal") for kd in jax.random.split(kb2, 2)]}
+        for method, rescale, e, _ in _edge_baseline_theory(state, keep, activation):
+            row = dict(keep=keep, k=kk, kind="edge", method=method, role="baseline", error=e,
+                       setting=_RESCALE_LABEL[rescale])
             if weights is not None:
-                if method == "random":
-                    ms = [random_edge_mask(kd, w, keep) for kd in jax.random.split(kb, draws)]
-                elif method == "magnitude":
-                    ms = [magnitude_edge_mask(w, keep)]
-                else:
-                    ms = [dpp_edge_mask(kd, w, keep, kernel="diagonal") for kd in jax.random.split(kb, 2)]
-                row["sim"] = float(np.mean([sim_err(m) for m in ms]))
+                row["sim"], row["half_mse"] = sim_eval(concrete[method], rescale)
             rows.append(row)
         if kk is not None and math.comb(K, kk) <= 200_000:
             masks = jnp.asarray(enumerate_subsets(K, kk))
             errs = node_subset_errors(state, masks, reweight="optimal", activation=activation)
+            hm = None
+            if fresh:
+                hm = {rw: fresh.node(w, _node_subset_vs(state, masks, rw, activation)) for rw in _NODE_REWEIGHTS}
             for fam in ("kdpp", "bernoulli"):
                 sd = design_subset_distribution(state, kk, family=fam, subset_errors=errs, steps=steps,
                                                 progress=progress)
-                rows.append(dict(keep=keep, k=kk, method=f"designed {fam}", kind="node",
+                rows.append(dict(keep=keep, k=kk, kind="node", method=f"designed {fam}", role="designed",
                                  error=float(sd.expected_error), loss_curve=sd.trace.loss,
+                                 half_mse=float(np.asarray(sd.probs) @ hm["optimal"]) if hm else None,
                                  setting=f"optimal reweighting; mode {float(sd.mode_error):.4g}, "
                                          f"brute-force min {float(sd.best_error):.4g}"))
-            for m, (e, setting) in _best_node_baselines(state, kk, activation).items():
-                rows.append(dict(keep=keep, k=kk, method=m, kind="node", error=e, setting=setting))
+            for m, (e, setting, probs, rw) in _node_baseline_details(state, kk, activation).items():
+                rows.append(dict(keep=keep, k=kk, kind="node", method=m, role="baseline", error=e, setting=setting,
+                                 half_mse=float(probs @ hm[rw]) if hm else None))
     return rows
 
 
@@ -1205,18 +1372,23 @@ def compare_training(
     key: PRNGKeyArray | None = None,
     network: tuple[Any, Any] | None = None,
     seeds: int = 2,
+    test_samples: int = 4_000,
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """Rows `{k, method, error, ...}`: prune at the time of `state` and retrain for `duration` (ODE); the subset
-    designed through the ODE solve, the brute-force best subset, the subset best at prune time (greedy), and
-    random / importance / DPP (L = Q) subsets (expected final error by enumeration), each with the better of
-    no and optimal reweighting; plus pruning at the end of training (full student trained for `duration`, then
-    pruned by the best subset with optimal reweighting, no retraining).
+    """Rows `{k, kind, method, role, error, ...}`: prune at the time of `state` (`alpha_p`) and retrain for
+    `duration` with the ODEs. Designed: the subset and reweighting (none / optimal) designed through the ODE
+    solve ([`design_through_training`][] with `reweight="best"`). Baselines: random / importance / DPP
+    (L = Q) subsets at `alpha_p` then retraining (exact expected final error by enumeration, better of no and
+    optimal reweighting), the subset best at prune time (greedy), and pruning at the end of training instead
+    (the full student trained for `duration`, then pruned by the best subset / random / importance / DPP with
+    their best reweighting and kernel, no retraining). Reference: the brute-force best subset.
 
     With `network = (teacher, student)` (finite-N networks from `jaxprune._simulate` whose overlaps are `state`),
-    rows with a concrete subset also get `sim`: the student pruned to that subset (second layer reweighted as in
-    the theory) is trained on by the finite-N simulation for `duration N` steps; its exact final error is
-    averaged over `seeds` input streams."""
+    rows also get `sim`: every subset (with each reweighting) of the concrete student is trained on by the
+    finite-N simulation for `duration N` steps, `seeds` input streams shared by all subsets; a row's `sim` is
+    its exact final error (mean over seeds, weighted by the row's subset distribution), `half_mse` the same on
+    `test_samples` fresh inputs. End-of-training rows: the full concrete student trained on for `duration N`
+    steps, then pruned."""
     from ._dpp import kdpp_enumerate
     from ._node import importance_mask
 
@@ -1224,37 +1396,142 @@ def compare_training(
     K = state.K
     key = jax.random.key(0) if key is None else key
     end = jax.jit(lambda s: retrain_pruned(s, jnp.ones(K, s.Q.dtype), config, duration))(state)
-    rows = [dict(k=K, method="unpruned, trained on", error=float(generalisation_error(end, act)), setting="")]
+    rows = [dict(k=K, kind="-", method="unpruned, trained on", role="reference",
+                 error=float(generalisation_error(end, act)), setting="")]
+    sim_end = None
+    if network is not None:
+        sim_end = _simulate_end(network, config, duration, seeds, key, test_samples)
+        rows[0]["sim"] = float(np.mean(sim_end["eps"]))
+        rows[0]["half_mse"] = float(np.mean(sim_end["half_mse_full"]))
+    rws = ("none", "optimal")
     for k in ks:
-        masks = jnp.asarray(enumerate_subsets(K, k))
-        final = {rw: np.asarray(training_subset_errors(state, config, masks, duration, reweight=rw))
-                 for rw in ("none", "optimal")}
-        at_prune = np.asarray(node_subset_errors(state, masks, reweight="optimal", activation=act))
-        d = design_through_training(state, config, k, duration, steps=steps, learning_rate=learning_rate,
-                                    restarts=restarts, key=key, progress=progress)
-        rows.append(dict(k=k, method="designed (through ODE)", error=float(d.error), setting="optimal reweighting",
-                         mask=d.mask, loss_curve=d.trace.loss))
-        rows.append(dict(k=k, method="brute force best", error=float(final["optimal"].min()),
-                         setting="optimal reweighting", mask=masks[int(np.argmin(final["optimal"]))]))
+        masks = np.asarray(enumerate_subsets(K, k))
+        final = {rw: np.asarray(training_subset_errors(state, config, jnp.asarray(masks), duration, reweight=rw))
+                 for rw in rws}
+        index = {tuple(m): i for i, m in enumerate(masks.astype(bool))}
+
+        def lookup(ms, rw):
+            return np.asarray([final[rw][index[tuple(np.asarray(m, bool))]] for m in ms])
+
+        at_prune = np.asarray(node_subset_errors(state, jnp.asarray(masks), reweight="optimal", activation=act))
+        d = design_through_training(state, config, k, duration, reweight="best", steps=steps,
+                                    learning_rate=learning_rate, restarts=restarts, key=key, exact_errors=lookup,
+                                    progress=progress)
+        one = lambda m: np.all(masks == np.asarray(m, bool), axis=1).astype(float)  # noqa: E731
+        new = []
+        new.append(dict(k=k, kind="node", method="designed (through ODE)", role="designed", error=float(d.error),
+                        setting=f"{d.reweight} reweighting", mask=d.mask, loss_curve=d.trace.loss,
+                        _probs=one(d.mask), _rw=d.reweight))
+        bi = min(((final[rw].min(), rw) for rw in rws))
+        bm = masks[int(np.argmin(final[bi[1]]))]
+        new.append(dict(k=k, kind="node", method="brute force best", role="reference", error=float(bi[0]),
+                        setting=f"{bi[1]} reweighting", mask=bm, _probs=one(bm), _rw=bi[1]))
         g = int(np.argmin(at_prune))
-        rows.append(dict(k=k, method="greedy (best at prune time)", error=float(final["optimal"][g]),
-                         setting=f"error at prune time {at_prune[g]:.4g}", mask=masks[g]))
+        rw = min(rws, key=lambda r: final[r][g])
+        new.append(dict(k=k, kind="node", method="greedy at alpha_p (best subset then)", role="baseline",
+                        error=float(final[rw][g]), setting=f"{rw} reweighting; error at prune time {at_prune[g]:.4g}",
+                        mask=masks[g], _probs=one(masks[g]), _rw=rw))
         imp = np.asarray(importance_mask(state, k))
-        ii = int(np.argmax(np.all(np.asarray(masks) == imp, axis=1)))
         _, pdpp = kdpp_enumerate(state.Q, k)
-        for name, probs in (("random", np.full(masks.shape[0], 1.0 / masks.shape[0])),
-                            ("importance", np.eye(masks.shape[0])[ii]), ("dpp", np.asarray(pdpp))):
-            best = min((float(probs @ final[rw]), rw) for rw in final)
-            rows.append(dict(k=k, method=name, error=best[0], setting=f"{best[1]} reweighting"))
+        for name, probs in (("random", np.full(masks.shape[0], 1.0 / masks.shape[0])), ("importance", one(imp)),
+                            ("dpp", np.asarray(pdpp))):
+            e, rw = min((float(probs @ final[r]), r) for r in rws)
+            new.append(dict(k=k, kind="node", method=f"{name} at alpha_p", role="baseline", error=e,
+                            setting=f"{rw} reweighting" + (", L=Q" if name == "dpp" else ""), _probs=probs, _rw=rw))
         if network is not None:
-            for row in rows:
-                if row.get("k") == k and "mask" in row:
-                    row["sim"] = _simulate_retrained(network, state, np.asarray(row["mask"]), config, duration,
-                                                     seeds, key)
-        end_errs = np.asarray(node_subset_errors(end, masks, reweight="optimal", activation=act))
-        rows.append(dict(k=k, method="prune at end (best subset, no retraining)", error=float(end_errs.min()),
-                         setting="optimal reweighting"))
+            sims = _simulate_subsets(network, state, masks, rws, config, duration, seeds, key, test_samples)
+            for r in new:
+                r["sim"] = float(r["_probs"] @ sims[r["_rw"]][0])
+                r["half_mse"] = float(r["_probs"] @ sims[r["_rw"]][1])
+        # prune at the end of training instead (no retraining after pruning)
+        for name, (e, setting, probs, rw) in _end_baselines(end, k, act).items():
+            r = dict(k=k, kind="node", method=f"{name} at end (no retraining)", role="baseline", error=e,
+                     setting=setting)
+            if sim_end is not None:
+                r["sim"], r["half_mse"] = _end_sim_row(network, sim_end, masks, probs, rw, act)
+            new.append(r)
+        for r in new:
+            r.pop("_probs", None)
+            r.pop("_rw", None)
+        rows += new
     return rows
+
+
+def _end_baselines(end: Overlaps, k: int, activation) -> dict:
+    """Pruning at the end of training: the best subset (optimal reweighting) and the random / importance / DPP
+    baselines with their best reweighting and kernel, `{name: (eps_g, setting, probs, reweight)}`."""
+    masks = np.asarray(enumerate_subsets(end.K, k))
+    errs = np.asarray(node_subset_errors(end, jnp.asarray(masks), reweight="optimal", activation=activation))
+    i = int(np.argmin(errs))
+    out = {"best subset": (float(errs[i]), "optimal reweighting", np.eye(masks.shape[0])[i], "optimal")}
+    out.update(_node_baseline_details(end, k, activation))
+    return out
+
+
+def _simulate_end(network, config, duration, seeds, key, test_samples) -> dict:
+    """The full concrete student trained on for `duration N` more steps (`seeds` streams): final weights,
+    overlaps, exact errors and the unpruned half test MSE."""
+    from ._simulate import Student, simulate_seeds
+
+    teacher, student = network
+    N = student.w.shape[1]
+    steps = max(int(round(duration * N)), 1)
+    keys = jax.random.split(jax.random.fold_in(key, 7), seeds)
+    res = simulate_seeds(keys, teacher, Student(w=student.w, v=student.v), config, steps=steps, record_every=steps,
+                         dtype=student.w.dtype)
+    fresh = _FreshInputs(jax.random.fold_in(key, 11), teacher.w_star, teacher.v_star, config.activation,
+                         test_samples)
+    w, v = res.final.w, res.final.v
+    return dict(w=w, v=v, eps=np.asarray(res.eps_g[:, -1]), fresh=fresh,
+                half_mse_full=[fresh.edge(w[s], v[s]) for s in range(w.shape[0])])
+
+
+def _end_sim_row(network, sim_end, masks, probs, reweight, activation) -> tuple[float, float]:
+    """`sim` and `half_mse` of pruning the finite-N end-of-training networks by a subset distribution."""
+    from ._overlaps import overlaps_from_weights
+
+    teacher, _ = network
+    es, hs = [], []
+    for s in range(sim_end["w"].shape[0]):
+        st = overlaps_from_weights(sim_end["w"][s], teacher.w_star, sim_end["v"][s], teacher.v_star)
+        es.append(float(probs @ np.asarray(node_subset_errors(st, jnp.asarray(masks), reweight=reweight,
+                                                              activation=activation))))
+        hs.append(float(probs @ sim_end["fresh"].node(sim_end["w"][s],
+                                                      _node_subset_vs(st, masks, reweight, activation))))
+    return float(np.mean(es)), float(np.mean(hs))
+
+
+def _simulate_subsets(network, state, masks, reweights, config, duration, seeds, key, test_samples) -> dict:
+    """Finite-N retraining of the concrete student pruned to every subset (rows of `masks`) with each
+    reweighting: `{reweight: (mean final eps_g per subset, mean final half test MSE per subset)}`. All subsets
+    share the `seeds` input streams (common random numbers) and run as one vmapped simulation."""
+    from ._simulate import Student, simulate_seeds
+
+    teacher, student = network
+    K, N = student.w.shape
+    idx = np.stack([np.flatnonzero(m) for m in np.asarray(masks, bool)])  # (C, k)
+    steps = max(int(round(duration * N)), 1)
+    C = idx.shape[0]
+    W, V = [], []
+    for rw in reweights:
+        vs = np.asarray(_node_subset_vs(state, masks, rw, config.activation))
+        W.append(np.asarray(student.w)[idx])
+        V.append(np.take_along_axis(vs, idx, axis=1))
+    W = np.repeat(np.concatenate(W)[:, None], seeds, axis=1).reshape((-1,) + idx.shape[1:] + (N,))
+    V = np.repeat(np.concatenate(V)[:, None], seeds, axis=1).reshape(-1, idx.shape[1])
+    keys = jax.random.split(jax.random.fold_in(key, 5), seeds)
+    keys = jnp.tile(keys, len(reweights) * C)
+    dtype = student.w.dtype
+    res = simulate_seeds(keys, teacher, Student(w=jnp.asarray(W, dtype), v=jnp.asarray(V, dtype)), config,
+                         steps=steps, record_every=steps, dtype=dtype)
+    fresh = _FreshInputs(jax.random.fold_in(key, 11), teacher.w_star, teacher.v_star, config.activation,
+                         test_samples)
+    half = np.asarray(jax.lax.map(
+        lambda wv: 0.5 * jnp.mean(jnp.square(config.activation(fresh.x @ wv[0].T * fresh.scale) @ wv[1] - fresh.y)),
+        (res.final.w, res.final.v)))
+    eps = np.asarray(res.eps_g[:, -1]).reshape(len(reweights), C, seeds).mean(-1)
+    half = half.reshape(len(reweights), C, seeds).mean(-1)
+    return {rw: (eps[j], half[j]) for j, rw in enumerate(reweights)}
 
 
 def _simulate_retrained(network, state, mask, config, duration, seeds, key) -> float:
@@ -1271,4 +1548,53 @@ def _simulate_retrained(network, state, mask, config, duration, seeds, key) -> f
     return float(np.mean(errs))
 
 
-__all__ += ["compare_network", "compare_population", "compare_training"]
+def design_verdict(rows: list[dict]) -> list[dict]:
+    """Per budget (`keep`, else `k`) and kind (edge / node): the best designed row against the best baseline,
+    exactly (`error`) and, where the rows have them, in the finite-N check (`sim`) and on fresh inputs
+    (`half_mse`). **Returns:** dicts `{budget, kind, designed, designed_error, baseline, baseline_error, beats,
+    margin, ...}`; `beats` is True only when the designed error is strictly lower."""
+    out = []
+    groups = []
+    for r in rows:
+        if r.get("role") in ("designed", "baseline"):
+            g = (r.get("keep", r.get("k")), r.get("kind"))
+            if g not in groups:
+                groups.append(g)
+    for budget, kind in groups:
+        sel = [r for r in rows if (r.get("keep", r.get("k")), r.get("kind")) == (budget, kind)]
+        des = [r for r in sel if r["role"] == "designed"]
+        base = [r for r in sel if r["role"] == "baseline"]
+        if not des or not base:
+            continue
+        d = min(des, key=lambda r: r["error"])
+        b = min(base, key=lambda r: r["error"])
+        v = dict(budget=budget, kind=kind, designed=d["method"], designed_error=d["error"], baseline=b["method"],
+                 baseline_setting=b.get("setting", ""), baseline_error=b["error"], beats=bool(d["error"] < b["error"]),
+                 margin=b["error"] - d["error"])
+        v["beats"] = bool(v["beats"] and v["margin"] > 1e-9 * abs(b["error"]))
+        for col in ("sim", "half_mse"):
+            if d.get(col) is not None and any(r.get(col) is not None for r in base):
+                bb = min((r for r in base if r.get(col) is not None), key=lambda r: r[col])
+                v[f"designed_{col}"] = d[col]
+                v[f"baseline_{col}"] = bb[col]
+                v[f"baseline_{col}_method"] = bb["method"]
+                v[f"beats_{col}"] = bool(d[col] < bb[col] - 1e-9 * abs(bb[col]))
+        out.append(v)
+    return out
+
+
+def format_verdict(v: dict, budget_name: str = "keep") -> str:
+    """One line: whether the designed row beats the best baseline, exactly and in the finite-N checks."""
+    tie = abs(v["margin"]) <= 1e-9 * max(abs(v["baseline_error"]), 1e-300)
+    word = "BEATS" if v["beats"] and not tie else ("TIES with (does not beat)" if tie else "does NOT beat")
+    rel = v["margin"] / v["baseline_error"] if v["baseline_error"] else float("nan")
+    s = (f"{budget_name}={v['budget']:.4g} {v['kind']}: {v['designed']} {v['designed_error']:.4g} {word} best baseline "
+         f"{v['baseline']} ({v['baseline_setting']}) {v['baseline_error']:.4g} [{-100 * rel:+.1f}%]")
+    for col, name in (("sim", "finite-N"), ("half_mse", "fresh-input MSE/2")):
+        if f"beats_{col}" in v:
+            s += (f"; {name}: {v[f'designed_{col}']:.4g} vs {v[f'baseline_{col}']:.4g} "
+                  f"({v[f'baseline_{col}_method']}) -> {'beats' if v[f'beats_{col}'] else 'does not beat'}")
+    return s
+
+
+__all__ += ["compare_network", "compare_population", "compare_training", "design_verdict", "format_verdict"]

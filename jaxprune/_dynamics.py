@@ -28,7 +28,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from ._activations import AbstractActivation, Erf, get_activation
 from ._error import generalisation_error
-from ._integrals import i2, i3, i4, j2
+from ._integrals import i2_block, i3_block, i4_pair_sums, j2_block
 from ._overlaps import Overlaps
 from ._status import Status
 
@@ -90,59 +90,91 @@ class SGDConfig(eqx.Module):
 
 
 def _pair_indices(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Upper-triangle index pairs of an `n x n` symmetric array and their multiplicities (1 or 2)."""
+    """Upper-triangle index pairs `(a, b)` of an `n x n` symmetric array, and the `n x n` map from `(i, k)`
+    to the position of the pair `(min(i, k), max(i, k))`."""
     a, b = np.triu_indices(n)
-    return a, b, np.where(a == b, 1.0, 2.0)
+    position = np.zeros((n, n), dtype=np.int64)
+    position[a, b] = np.arange(a.size)
+    position[b, a] = np.arange(a.size)
+    return a, b, position
 
 
 def vector_field(state: Overlaps, config: SGDConfig) -> Overlaps:
     """`d(state)/d alpha` of online SGD (module docstring), as an [`Overlaps`][] of derivatives.
 
-    `I4` is evaluated only on the independent index tuples (`i <= k`, `c <= d`), by symmetry.
+    `I4(i, k, c, d)` is evaluated on the independent student pairs `i <= k` (by symmetry), each pair
+    contracted with `u_c u_d` over all fields `c, d` at once by the activation's `i4_contracted` (dense over
+    the symmetric `(c, d)` block: twice the arcsins of `c <= d`, but no gathers, and for erf the `L1`, `L2`
+    terms are computed once per `c`). `I3` and `J2` are evaluated once per step as dense blocks.
     """
     act = config.activation
-    K, M = state.K, state.M
-    F = K + M
+    K = state.K
     C = state.covariance()
     u = state.output_weights()
     v = state.v
-    students, all_fields = jnp.arange(K), jnp.arange(F)
+    students = np.arange(K)
 
     # drive[i, b] = sum_c u_c I3(i, b, c): the first-order (in eta) terms of dQ and dR.
-    i3_kff = jax.vmap(
-        jax.vmap(jax.vmap(lambda a, b, c: i3(act, C, a, b, c), (None, None, 0)), (None, 0, None)),
-        (0, None, None),
-    )(students, all_fields, all_fields)
-    drive = i3_kff @ u
+    drive = i3_block(act, C, students) @ u
     first = -config.eta * v[:, None] * drive  # (K, F)
     dR = first[:, K:] - config.eta * config.weight_decay * state.R
     dQ_linear = first[:, :K] + first[:, :K].T - 2.0 * config.eta * config.weight_decay * state.Q
 
-    # second-order term: sum_cd u_c u_d I4(i, k, c, d) + sigma^2 J2(i, k), on i <= k and c <= d only.
-    ik_a, ik_b, _ = _pair_indices(K)
-    cd_a, cd_b, cd_mult = _pair_indices(F)
-    i4_pairs = jax.vmap(
-        jax.vmap(lambda a, b, c, d: i4(act, C, a, b, c, d), (None, None, 0, 0)), (0, 0, None, None)
-    )(jnp.asarray(ik_a), jnp.asarray(ik_b), jnp.asarray(cd_a), jnp.asarray(cd_b))
-    ucd = jnp.asarray(cd_mult) * u[cd_a] * u[cd_b]
-    quad = i4_pairs @ ucd
-    quad = quad + jnp.square(config.sigma) * jax.vmap(lambda a, b: j2(act, C, a, b))(ik_a, ik_b)
-    quad_full = jnp.zeros((K, K), dtype=quad.dtype).at[ik_a, ik_b].set(quad).at[ik_b, ik_a].set(quad)
+    # second-order term: sum_cd u_c u_d I4(i, k, c, d) + sigma^2 J2(i, k), on i <= k only.
+    ik_a, ik_b, position = _pair_indices(K)
+    quad = i4_pair_sums(act, C, ik_a, ik_b, u[:, None] * u[None, :])
+    quad_full = quad[position] + jnp.square(config.sigma) * j2_block(act, C, students, students)
     dQ = dQ_linear + jnp.square(config.eta) * v[:, None] * v[None, :] * quad_full
 
     if config.mode == "two-layer":
-        i2_kf = jax.vmap(jax.vmap(lambda a, c: i2(act, C, a, c), (None, 0)), (0, None))(students, all_fields)
-        dv = -config.eta_v * (i2_kf @ u)
+        dv = -config.eta_v * (i2_block(act, C, students, np.arange(C.shape[0])) @ u)
     else:
         dv = jnp.zeros_like(v)
     return Overlaps(Q=dQ, R=dR, T=jnp.zeros_like(state.T), v=dv, v_star=jnp.zeros_like(state.v_star))
 
 
-def _diverged(state: Overlaps, threshold) -> Bool[Array, ""]:
-    leaves = (state.Q, state.R, state.v)
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-    big = jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in leaves]))
-    return jnp.logical_or(~finite, big > threshold)
+class _Flat(eqx.Module):
+    """The evolving overlaps `(Q, R, v)` as one flat vector `y` (the integrators' state), with `T` and `v*`
+    (constant) kept apart: one leaf instead of five makes every integrator step fewer, larger operations."""
+
+    T: Float[Array, "M M"]
+    v_star: Float[Array, " M"]
+    K: int = eqx.field(static=True)
+    M: int = eqx.field(static=True)
+
+    @classmethod
+    def of(cls, state: Overlaps) -> "_Flat":
+        return cls(T=state.T, v_star=state.v_star, K=state.K, M=state.M)
+
+    @staticmethod
+    def ravel(state: Overlaps) -> Float[Array, " D"]:
+        return jnp.concatenate([state.Q.reshape(-1), state.R.reshape(-1), state.v])
+
+    def unravel(self, y: Float[Array, " D"]) -> Overlaps:
+        K, M = self.K, self.M
+        return Overlaps(Q=y[: K * K].reshape(K, K), R=y[K * K : K * K + K * M].reshape(K, M), T=self.T,
+                        v=y[K * K + K * M :], v_star=self.v_star)
+
+    def unravel_path(self, ys: Float[Array, "T D"]) -> Overlaps:
+        """`unravel` for a leading time axis (`T` and `v*` repeated along it)."""
+        K, M, n = self.K, self.M, ys.shape[0]
+        leaves = [
+            ys[:, : K * K].reshape(n, K, K),
+            ys[:, K * K : K * K + K * M].reshape(n, K, M),
+            jnp.broadcast_to(self.T, (n, M, M)),
+            ys[:, K * K + K * M :],
+            jnp.broadcast_to(self.v_star, (n, M)),
+        ]
+        return jax.tree.unflatten(jax.tree.structure(self.unravel(ys[0])), leaves)
+
+    def field(self, y: Float[Array, " D"], config: SGDConfig) -> Float[Array, " D"]:
+        return self.ravel(vector_field(self.unravel(y), config))
+
+
+def _diverged(y: Float[Array, " D"], threshold) -> Bool[Array, ""]:
+    """Non-finite, or `max |Q|, |R|, |v|` above `threshold` (on the flat state `y`)."""
+    big = jnp.max(jnp.abs(y))
+    return jnp.logical_or(~jnp.all(jnp.isfinite(y)), big > threshold)
 
 
 class ODESolution(eqx.Module):
@@ -198,24 +230,28 @@ def _check_alphas(alphas, name="alphas") -> np.ndarray:
     return a
 
 
-def _euler(state0, config, record_steps: np.ndarray, dt: float, threshold: float):
-    """Explicit Euler, `state <- state + dt f(state)`, recording after `record_steps[j]` steps."""
-    dt_arr = jnp.asarray(dt, dtype=state0.Q.dtype)
+def _euler(flat: _Flat, y0, config, record_steps: np.ndarray, dt: float, threshold: float):
+    """Explicit Euler, `y <- y + dt f(y)`, recording after `record_steps[j]` steps.
+
+    A step that diverges is not taken (the state holds); the step count stops there. The loop over steps
+    is a `scan` (static trip count, so reverse-mode autodiff works) when the record intervals are equal.
+    """
+    dt_arr = jnp.asarray(dt, dtype=y0.dtype)
 
     def step(carry):
-        s, bad, n = carry
-        new = jax.tree.map(lambda x, dx: x + dt_arr * dx, s, vector_field(s, config))
-        now_bad = _diverged(new, threshold)
-        s = jax.tree.map(lambda a, b: jnp.where(now_bad | bad, a, b), s, new)
-        return s, bad | now_bad, n + jnp.where(bad | now_bad, 0, 1)
+        y, bad, n = carry
+        new = y + dt_arr * flat.field(y, config)
+        bad = bad | _diverged(new, threshold)
+        return jnp.where(bad, y, new), bad, n + jnp.where(bad, 0, 1)
 
     counts = np.diff(np.concatenate([[0], record_steps])).astype(np.int64)
-    init = (state0, _diverged(state0, threshold), jnp.asarray(0))
+    init = (y0, _diverged(y0, threshold), jnp.asarray(0))
     uniform = counts.size > 1 and np.all(counts[1:] == counts[1]) and counts[0] in (0, counts[1])
 
     def interval(carry, n):
-        if uniform:  # static trip count: lowers to scan, so reverse-mode autodiff works
-            carry = jax.lax.fori_loop(0, int(counts[-1]), lambda _, c: step(c), carry)
+        if uniform:
+            length = int(counts[-1])
+            carry = jax.lax.fori_loop(0, length, lambda _, c: step(c), carry, unroll=_unroll(length))
         else:
             carry = jax.lax.fori_loop(0, n, lambda _, c: step(c), carry)
         return carry, carry
@@ -225,8 +261,16 @@ def _euler(state0, config, record_steps: np.ndarray, dt: float, threshold: float
         traj = jax.tree.map(lambda x0, xs: jnp.concatenate([x0[None], xs]), init, rest)
     else:
         (_, bad_end, n_end), traj = jax.lax.scan(interval, init, jnp.asarray(counts))
-    states, bads, _ = traj
-    return states, bads, bad_end, n_end
+    ys, bads, _ = traj
+    return flat.unravel_path(ys), bads, bad_end, n_end
+
+
+def _unroll(length: int) -> int:
+    """Unroll factor of the Euler step loop: a few steps per loop iteration amortise the loop's overhead."""
+    for u in (4, 2):
+        if length % u == 0:
+            return u
+    return 1
 
 
 _SOLVERS = {
@@ -278,13 +322,16 @@ def solve_ode(
     dtype = state0.Q.dtype
     if integrator == "euler":
         record_steps = np.rint(a / dt).astype(np.int64)
-        states, bads, bad_end, n_end = _euler(state0, config, record_steps, dt, divergence_threshold)
+        flat = _Flat.of(state0)
+        states, bads, bad_end, n_end = _euler(flat, flat.ravel(state0), config, record_steps, dt,
+                                              divergence_threshold)
         out_alphas = jnp.asarray(record_steps * dt, dtype=dtype)
         status = jnp.where(bad_end, Status.DIVERGED, Status.SUCCESS)
         alpha_end = n_end.astype(dtype) * dt
         num_steps = n_end
     else:
-        term = diffrax.ODETerm(lambda t, y, args: vector_field(y, config))
+        flat = _Flat.of(state0)
+        term = diffrax.ODETerm(lambda t, y, args: args[0].field(y, args[1]))
 
         def cond_fn(t, y, args, **kwargs):
             return _diverged(y, divergence_threshold)
@@ -295,14 +342,15 @@ def solve_ode(
             t0=0.0,
             t1=float(a[-1]) if a[-1] > 0 else 1e-12,
             dt0=None,
-            y0=state0,
+            y0=flat.ravel(state0),
+            args=(flat, config),
             saveat=diffrax.SaveAt(ts=jnp.asarray(a, dtype=dtype)),
             stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
             max_steps=max_steps,
             event=diffrax.Event(cond_fn),
             throw=False,
         )
-        states = sol.ys
+        states = flat.unravel_path(sol.ys)
         reached = jnp.all(jnp.isfinite(states.Q), axis=(-2, -1))
         bads = ~reached
         status = jnp.where(

@@ -9,7 +9,26 @@ For example `jax.grad(lambda eta: solve_fixed_point(s0, SGDConfig(eta=eta, sigma
 
 Root finding: Newton (`optx.Newton`) first; where it fails (singular Jacobian, e.g. duplicated student units
 whose second layers can be traded against each other, or no convergence), Levenberg-Marquardt on
-`||F(y)||^2` from the same guess. The choice is made per configuration with `lax.cond`, so the solver vmaps.
+`||F(y)||^2` from the same guess. The choice is made per configuration with `lax.cond`, so the solver vmaps
+(under `vmap` that `cond` becomes a `select` and the fallback is computed for every element;
+[`solve_fixed_point_batch`][] takes the branch once per batch instead, on `any(Newton failed)`).
+
+Stability: the eigenvalues `lambda` of `dF/dy` on the free unknowns are classified with a tolerance band
+`tol = eig_tol + eig_rtol * max|lambda|` (relative to the spectrum's scale, because the root is only known to
+`residual_tol` and the eigenvalues inherit that error): `UNSTABLE` if some `Re lambda > tol`; otherwise
+`SINGULAR` — the documented *marginal* case — if some `Re lambda >= -tol` (a zero mode: a continuum of fixed
+points, or a neutral direction whose fate linear stability cannot decide); otherwise `SUCCESS`.
+
+Duplicated student units (two units with `w_i = w_k` and `v_i = v_k`) are an invariant manifold of SGD, but at
+`eta, sigma > 0` their stationary state is a genuine saddle, not a marginal point: the copy-splitting mode
+`D = Q_ii + Q_kk - 2 Q_ik = |w_i - w_k|^2` (the copies separating orthogonally to every teacher and every other
+unit, driven by the noise term of `dQ`) has a positive eigenvalue, and the ODEs started from a small physical
+split flow to a nearby state with `D > 0`, identical `R` and `v` for the two units, and a lower error (for `K = 4`,
+`M = 2`, `eta = eta_v = 0.5`, `sigma = 0.1`: eigenvalue `+3.1e-4` against a spectral scale `0.45`; `D` grows
+at that rate and settles at `D = 0.022`). The status is therefore `UNSTABLE`. The exactly duplicated state lies
+on the boundary of the physical domain (`Omega` is singular), so full Newton steps from it can leave the domain
+(non-finite integrals); Levenberg-Marquardt then finds the root. The second-layer imbalance `v_i - v_k` is not a
+flat direction at `eta > 0`: the `eta^2` term of `dQ` pins `v_i = v_k` (a negative eigenvalue).
 
 Padded units: a student unit with `Q_ii = R_i = v_i = 0` (a zero weight vector and a zero second layer) is an
 exact stationary unit of the dynamics, and so is a teacher unit with `T_nn = v*_n = 0`. Masks `active` (over
@@ -37,7 +56,9 @@ from ._status import Status
 __all__ = [
     "FixedPointResult",
     "solve_fixed_point",
+    "solve_fixed_point_batch",
     "fixed_point_from_ode",
+    "fixed_point_from_ode_batch",
     "fixed_point_error",
     "pack_state",
     "unpack_state",
@@ -89,15 +110,17 @@ class FixedPointResult(eqx.Module):
     **Fields:**
     - `state`: the stationary [`Overlaps`][] (the last iterate when the solve failed).
     - `eps_g: Float[]`: its noise-free generalisation error (NaN when the state is not finite).
-    - `status: Int[]`: a [`Status`][] code: `SUCCESS`; `SINGULAR` (converged, but the Jacobian is singular:
-      a continuum of fixed points, e.g. duplicated units); `UNSTABLE` (an eigenvalue has real part
-      `> eig_tol`); `NOT_CONVERGED`; `INVALID` (converged to an unphysical root, `Omega` not PSD);
-      `DIVERGED` (non-finite; or, from [`fixed_point_from_ode`][], the warm-up ODE diverged).
+    - `status: Int[]`: a [`Status`][] code: `SUCCESS` (every eigenvalue has real part `< -tol`, module
+      docstring); `SINGULAR`, the *marginal* case (converged, no real part `> tol` but one within `[-tol, tol]`:
+      a zero mode of the Jacobian, i.e. a continuum of fixed points, or a neutral direction); `UNSTABLE` (an
+      eigenvalue has real part `> tol`, e.g. the copy-splitting mode of duplicated units); `NOT_CONVERGED`;
+      `INVALID` (converged to an unphysical root, `Omega` not PSD); `DIVERGED` (non-finite; or, from
+      [`fixed_point_from_ode`][], the warm-up ODE diverged).
     - `residual_norm: Float[]`: `max |F(y)|` over the free unknowns.
     - `eigenvalues: Complex[P]`: eigenvalues of `dF/dy` on the free unknowns, sorted by decreasing real part;
       the slots of pinned (inactive) unknowns hold NaN at the end.
     - `slowest_eigenvalue: Complex[]`: the eigenvalue with the largest real part (asymptotic rate).
-    - `stable: Bool[]`: all free eigenvalues have real part `<= eig_tol`.
+    - `stable: Bool[]`: converged and all free eigenvalues have real part `<= tol` (stable or marginal).
     - `used_fallback: Bool[]`: Newton failed and Levenberg-Marquardt gave the result.
     - `num_steps: Int[]`: root-finder steps (of the solver whose result is returned).
     """
@@ -132,75 +155,60 @@ def _check_mask(mask, n: int, name: str):
     return mask.astype(bool)
 
 
-def solve_fixed_point(
-    state0: Overlaps,
-    config: SGDConfig,
-    *,
-    active: Bool[ArrayLike, " K"] | None = None,
-    teacher_active: Bool[ArrayLike, " M"] | None = None,
-    max_steps: int = 256,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
-    residual_tol: float = 1e-9,
-    eig_tol: float = 1e-9,
-    throw: bool = True,
-) -> FixedPointResult:
-    """Solve `d(Q, R, v)/d alpha = 0` near `state0` (Newton, then Levenberg-Marquardt on failure).
+class _Options(eqx.Module):
+    max_steps: int = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    residual_tol: float = eqx.field(static=True)
+    eig_tol: float = eqx.field(static=True)
+    eig_rtol: float = eqx.field(static=True)
 
-    **Arguments:**
-    - `state0`: initial guess (typically the end of an ODE run, see [`fixed_point_from_ode`][]); its
-      teacher part `T`, `v*` (and `v` in scm mode) are parameters of the problem.
-    - `config`: [`SGDConfig`][]; `eta`, `eta_v`, `sigma`, `weight_decay` may be traced (grad, vmap).
-    - `active`, `teacher_active`: boolean masks of the real units (default all); inactive units must be
-      zero units (`Q_ii = R_i = v_i = 0`, resp. `T_nn = v*_n = 0`) and stay pinned at zero.
-    - `rtol`, `atol`: root-finder tolerances on the step and the residual; `residual_tol`: a solution must
-      have `max |F| <= residual_tol` (else `NOT_CONVERGED`); `eig_tol`: real parts above it are unstable.
-    - `throw`: raise unless the status is `SUCCESS` or `SINGULAR`; pass `False` under `vmap`.
 
-    **Returns:** a [`FixedPointResult`][]. `eps_g` is differentiable (implicit function theorem) with
-    respect to `config` and the teacher part of `state0`.
-    """
-    for name in ("max_steps",):
-        if max_steps < 1:
-            raise ValueError(f"{name} must be >= 1, got {max_steps}")
-    if not (rtol > 0 and atol > 0 and residual_tol > 0 and eig_tol >= 0):
+def _options(max_steps, rtol, atol, residual_tol, eig_tol, eig_rtol) -> _Options:
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if not (rtol > 0 and atol > 0 and residual_tol > 0 and eig_tol >= 0 and eig_rtol >= 0):
         raise ValueError(
-            f"rtol, atol, residual_tol must be > 0 and eig_tol >= 0, got {rtol}, {atol}, {residual_tol}, {eig_tol}"
+            "rtol, atol, residual_tol must be > 0 and eig_tol, eig_rtol >= 0, got "
+            f"{rtol}, {atol}, {residual_tol}, {eig_tol}, {eig_rtol}"
         )
-    K, M, mode = state0.K, state0.M, config.mode
-    active = _check_mask(active, K, "active")
-    teacher_active = _check_mask(teacher_active, M, "teacher_active")
+    return _Options(max_steps, rtol, atol, residual_tol, eig_tol, eig_rtol)
+
+
+def _setup(state0: Overlaps, config: SGDConfig, active, teacher_active):
+    """The initial packed guess (no gradient) and the residual's `args` `(config, T, v*, v, free)`."""
+    mode = config.mode
     free = unknown_mask(active, teacher_active, mode)
     y0 = jax.lax.stop_gradient(jnp.where(free, pack_state(state0, mode), 0.0))
     v_fixed = jax.lax.stop_gradient(state0.v) if mode == "two-layer" else state0.v
     args = (config, state0.T, state0.v_star, v_fixed, free)
+    return y0, args
 
-    newton = optx.root_find(
-        _residual, optx.Newton(rtol=rtol, atol=atol), y0, args, max_steps=max_steps, throw=False
-    )
 
-    def ok(sol):
-        f = _residual(sol.value, args)
-        good = jnp.all(jnp.isfinite(sol.value)) & (jnp.max(jnp.abs(f)) <= residual_tol)
-        return good & (sol.result == optx.RESULTS.successful)
+def _newton(y0, args, o: _Options):
+    """Newton from `y0`: `(value, steps, ok, lm_start)`; `lm_start` is where the fallback starts (Newton's
+    root where Newton succeeded, so that a vmapped fallback stops at once there)."""
+    sol = optx.root_find(_residual, optx.Newton(rtol=o.rtol, atol=o.atol), y0, args, max_steps=o.max_steps,
+                         throw=False)
+    f = _residual(sol.value, args)
+    finite = jnp.all(jnp.isfinite(sol.value))
+    ok = finite & (jnp.max(jnp.abs(f)) <= o.residual_tol) & (sol.result == optx.RESULTS.successful)
+    lm_start = jax.lax.stop_gradient(jnp.where(ok & finite, sol.value, y0))
+    return sol.value, sol.stats["num_steps"], ok, lm_start
 
-    newton_ok = ok(newton)
 
-    # under vmap `cond` runs both branches: start LM at Newton's root where Newton succeeded, so that it
-    # stops at once there and the batch loop costs only what the failing elements need
-    y_lm0 = jax.lax.stop_gradient(jnp.where(newton_ok & jnp.all(jnp.isfinite(newton.value)), newton.value, y0))
+def _levenberg_marquardt(y_start, args, o: _Options):
+    lm = optx.least_squares(_residual, optx.LevenbergMarquardt(rtol=o.rtol, atol=o.atol), y_start, args,
+                            max_steps=4 * o.max_steps, throw=False)
+    return lm.value, lm.stats["num_steps"]
 
-    def fallback(_):
-        lm = optx.least_squares(
-            _residual, optx.LevenbergMarquardt(rtol=rtol, atol=atol), y_lm0, args,
-            max_steps=4 * max_steps, throw=False,
-        )
-        return lm.value, lm.stats["num_steps"]
 
-    def keep(_):
-        return newton.value, newton.stats["num_steps"]
-
-    y, num_steps = jax.lax.cond(newton_ok, keep, fallback, None)
+def _finish(y, num_steps, newton_ok, state0: Overlaps, config: SGDConfig, args, o: _Options,
+            throw: bool) -> FixedPointResult:
+    """The result at the root `y`: state, error, residual, spectrum and status (module docstring)."""
+    mode = config.mode
+    free = args[-1]
+    v_fixed = args[3]
     y = jnp.where(free, y, 0.0)
     template = Overlaps(Q=state0.Q, R=state0.R, T=state0.T, v=v_fixed, v_star=state0.v_star)
     state = unpack_state(y, template, mode)
@@ -222,15 +230,16 @@ def solve_fixed_point(
     order = jnp.argsort(-jnp.where(jnp.isnan(eig.real), -jnp.inf, eig.real))
     eig = eig[order]
     slowest = eig[0]
-    scale = jnp.maximum(1.0, jnp.max(jnp.where(jnp.isnan(eig.real), 0.0, jnp.abs(eig))))
-    stable = jnp.all(jnp.where(jnp.isnan(eig.real), True, eig.real <= eig_tol))
-    min_abs = jnp.min(jnp.where(jnp.isnan(eig.real), jnp.inf, jnp.abs(eig)))
-    singular = min_abs <= 1e-7 * scale
+    # stability band relative to the spectrum's scale: above it unstable, inside it marginal (a zero mode)
+    tol = o.eig_tol + o.eig_rtol * jnp.max(jnp.where(jnp.isnan(eig.real), 0.0, jnp.abs(eig)))
+    max_real = jnp.max(jnp.where(jnp.isnan(eig.real), -jnp.inf, eig.real))
+    stable = max_real <= tol
+    singular = max_real >= -tol
     omega = state.covariance()
     psd = jnp.min(jnp.linalg.eigvalsh(jnp.where(jnp.isfinite(omega), omega, 0.0))) >= -1e-8 * jnp.maximum(
         1.0, jnp.max(jnp.abs(jnp.diag(jnp.where(jnp.isfinite(omega), omega, 0.0))))
     )
-    converged = finite & (residual_norm <= residual_tol)
+    converged = finite & (residual_norm <= o.residual_tol)
     status = jnp.where(
         ~finite,
         Status.DIVERGED,
@@ -266,6 +275,108 @@ def solve_fixed_point(
     return result
 
 
+def solve_fixed_point(
+    state0: Overlaps,
+    config: SGDConfig,
+    *,
+    active: Bool[ArrayLike, " K"] | None = None,
+    teacher_active: Bool[ArrayLike, " M"] | None = None,
+    max_steps: int = 256,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    residual_tol: float = 1e-9,
+    eig_tol: float = 1e-9,
+    eig_rtol: float = 1e-7,
+    throw: bool = True,
+) -> FixedPointResult:
+    """Solve `d(Q, R, v)/d alpha = 0` near `state0` (Newton, then Levenberg-Marquardt on failure).
+
+    **Arguments:**
+    - `state0`: initial guess (typically the end of an ODE run, see [`fixed_point_from_ode`][]); its
+      teacher part `T`, `v*` (and `v` in scm mode) are parameters of the problem.
+    - `config`: [`SGDConfig`][]; `eta`, `eta_v`, `sigma`, `weight_decay` may be traced (grad, vmap).
+    - `active`, `teacher_active`: boolean masks of the real units (default all); inactive units must be
+      zero units (`Q_ii = R_i = v_i = 0`, resp. `T_nn = v*_n = 0`) and stay pinned at zero.
+    - `rtol`, `atol`: root-finder tolerances on the step and the residual; `residual_tol`: a solution must
+      have `max |F| <= residual_tol` (else `NOT_CONVERGED`); `eig_tol`, `eig_rtol`: the stability band
+      `tol = eig_tol + eig_rtol * max|lambda|`: real parts above `tol` are unstable, within `[-tol, tol]`
+      marginal (status `SINGULAR`).
+    - `throw`: raise unless the status is `SUCCESS` or `SINGULAR`; pass `False` under `vmap`.
+
+    **Returns:** a [`FixedPointResult`][]. `eps_g` is differentiable (implicit function theorem) with
+    respect to `config` and the teacher part of `state0`.
+
+    Under `vmap` the fallback's `lax.cond` becomes a `select` that runs Levenberg-Marquardt for every element
+    (from Newton's root where Newton succeeded: one step there); for batches prefer
+    [`solve_fixed_point_batch`][], which skips the fallback when every Newton solve succeeded.
+    """
+    o = _options(max_steps, rtol, atol, residual_tol, eig_tol, eig_rtol)
+    K, M = state0.K, state0.M
+    active = _check_mask(active, K, "active")
+    teacher_active = _check_mask(teacher_active, M, "teacher_active")
+    y0, args = _setup(state0, config, active, teacher_active)
+    y_n, steps_n, newton_ok, lm_start = _newton(y0, args, o)
+    y, num_steps = jax.lax.cond(
+        newton_ok, lambda: (y_n, steps_n), lambda: _levenberg_marquardt(lm_start, args, o)
+    )
+    return _finish(y, num_steps, newton_ok, state0, config, args, o, throw)
+
+
+def solve_fixed_point_batch(
+    states0: Overlaps,
+    configs: SGDConfig,
+    *,
+    active: Bool[ArrayLike, "B K"] | None = None,
+    teacher_active: Bool[ArrayLike, "B M"] | None = None,
+    max_steps: int = 256,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    residual_tol: float = 1e-9,
+    eig_tol: float = 1e-9,
+    eig_rtol: float = 1e-7,
+) -> FixedPointResult:
+    """[`solve_fixed_point`][] over a batch (a leading axis `B` on every leaf of `states0` and on the masks;
+    the leaves of `configs` have shape `(B,)` or are scalars shared by the batch), with `throw=False`; the
+    result's leaves carry the axis `B`.
+
+    The same numbers as `jax.vmap(solve_fixed_point)`, but cheaper: Newton runs vmapped, and the
+    Levenberg-Marquardt fallback runs (vmapped over the batch, from Newton's root where Newton succeeded) only
+    when some element's Newton solve failed: the branch is taken on `any(failed)`, a scalar, so it is skipped
+    rather than computed and discarded.
+    """
+    o = _options(max_steps, rtol, atol, residual_tol, eig_tol, eig_rtol)
+    B, K, M = states0.Q.shape[0], states0.Q.shape[-1], states0.R.shape[-1]
+    active = jnp.ones((B, K), bool) if active is None else jnp.asarray(active, bool)
+    teacher_active = jnp.ones((B, M), bool) if teacher_active is None else jnp.asarray(teacher_active, bool)
+    if active.shape != (B, K) or teacher_active.shape != (B, M):
+        raise ValueError(f"active and teacher_active must have shapes ({B}, {K}) and ({B}, {M}), got "
+                         f"{active.shape} and {teacher_active.shape}")
+    configs = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,)) if jnp.ndim(a) == 0 else a, configs)
+    y0, args = jax.vmap(_setup)(states0, configs, active, teacher_active)
+    y_n, steps_n, newton_ok, lm_start = jax.vmap(lambda y, a: _newton(y, a, o))(y0, args)
+
+    def fallback():
+        y_lm, steps_lm = jax.vmap(lambda y, a: _levenberg_marquardt(y, a, o))(lm_start, args)
+        return jnp.where(newton_ok[:, None], y_n, y_lm), jnp.where(newton_ok, steps_n, steps_lm)
+
+    y, num_steps = jax.lax.cond(jnp.all(newton_ok), lambda: (y_n, steps_n), fallback)
+    return jax.vmap(lambda *a: _finish(*a, o, False))(y, num_steps, newton_ok, states0, configs, args)
+
+
+def _warm_up(state0: Overlaps, config: SGDConfig, alpha: float, integrator: str, ode_max_steps: int):
+    """The end of an ODE run to `alpha` as the root finder's guess (no gradient), and the run's status."""
+    if not (alpha > 0 and np.isfinite(alpha)):
+        raise ValueError(f"alpha must be positive and finite, got {alpha}")
+    sol = solve_ode(
+        jax.lax.stop_gradient(state0), jax.lax.stop_gradient(config), np.asarray([0.0, float(alpha)]),
+        integrator=integrator, max_steps=ode_max_steps, throw=False,
+    )
+    end = sol.final
+    guess = Overlaps(Q=end.Q, R=end.R, T=state0.T, v=end.v if config.mode == "two-layer" else state0.v,
+                     v_star=state0.v_star)
+    return guess, sol.status
+
+
 def fixed_point_from_ode(
     state0: Overlaps,
     config: SGDConfig,
@@ -283,17 +394,9 @@ def fixed_point_from_ode(
     The ODE run only provides the initial guess (no gradient flows through it); a diverged or unfinished
     run gives status `DIVERGED` / `MAX_STEPS` whatever the root finder does afterwards.
     """
-    if not (alpha > 0 and np.isfinite(alpha)):
-        raise ValueError(f"alpha must be positive and finite, got {alpha}")
-    sol = solve_ode(
-        jax.lax.stop_gradient(state0), jax.lax.stop_gradient(config), np.asarray([0.0, float(alpha)]),
-        integrator=integrator, max_steps=ode_max_steps, throw=False,
-    )
-    end = sol.final
-    guess = Overlaps(Q=end.Q, R=end.R, T=state0.T, v=end.v if config.mode == "two-layer" else state0.v,
-                     v_star=state0.v_star)
+    guess, ode_status = _warm_up(state0, config, alpha, integrator, ode_max_steps)
     res = solve_fixed_point(guess, config, active=active, teacher_active=teacher_active, throw=False, **fp_options)
-    status = jnp.where(sol.status != Status.SUCCESS, sol.status, res.status).astype(jnp.int32)
+    status = jnp.where(ode_status != Status.SUCCESS, ode_status, res.status).astype(jnp.int32)
     res = eqx.tree_at(lambda r: r.status, res, status)
     if throw:
         res = eqx.error_if(
@@ -302,6 +405,27 @@ def fixed_point_from_ode(
             "fixed point from ODE failed (ODE diverged, or root not converged / unstable); pass throw=False",
         )
     return res
+
+
+def fixed_point_from_ode_batch(
+    states0: Overlaps,
+    configs: SGDConfig,
+    *,
+    alpha: float = 1000.0,
+    integrator: str = "tsit5",
+    ode_max_steps: int = 100_000,
+    active: Bool[ArrayLike, "B K"] | None = None,
+    teacher_active: Bool[ArrayLike, "B M"] | None = None,
+    **fp_options,
+) -> FixedPointResult:
+    """[`fixed_point_from_ode`][] over a batch (leading axis `B`, `throw=False`): the warm-up ODE runs are
+    vmapped, the root finding uses [`solve_fixed_point_batch`][] (fallback only when some element needs it)."""
+    B = states0.Q.shape[0]
+    configs = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,)) if jnp.ndim(a) == 0 else a, configs)
+    guess, ode_status = jax.vmap(lambda s, c: _warm_up(s, c, alpha, integrator, ode_max_steps))(states0, configs)
+    res = solve_fixed_point_batch(guess, configs, active=active, teacher_active=teacher_active, **fp_options)
+    status = jnp.where(ode_status != Status.SUCCESS, ode_status, res.status).astype(jnp.int32)
+    return eqx.tree_at(lambda r: r.status, res, status)
 
 
 def fixed_point_error(

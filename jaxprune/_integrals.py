@@ -1,8 +1,11 @@
 """Gaussian integrals I2, J2, I3, I4 over local fields with covariance `C` (THEORY.md section 2).
 
-Each integral is written for one index tuple of fields (`a, b, c, d` index rows of `C`) and lifted to blocks
-with `jax.vmap`, in the manner of jax-md's `map_product`. The fields are ordered students first
-(`0..K-1`) then teachers (`K..K+M-1`), as in the joint covariance `Omega = [[Q, R], [R^T, T]]`.
+Each integral is written for one index tuple of fields (`a, b, c, d` index rows of `C`). The kernels of
+`jaxprune._activations` act elementwise on covariance entries, so blocks are built by broadcasting those
+entries (rows and columns of `C` and its diagonal: slices, no per-element gathers), which XLA fuses into one
+vectorised loop; `map_product` lifts any two-index function the vmap way, in the manner of jax-md.
+The fields are ordered students first (`0..K-1`) then teachers (`K..K+M-1`), as in the joint covariance
+`Omega = [[Q, R], [R^T, T]]`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from jaxtyping import Array, Float, Int
 
 from ._activations import AbstractActivation
 
-__all__ = ["i2", "j2", "i3", "i4", "i2_block", "j2_block", "map_product"]
+__all__ = ["i2", "j2", "i3", "i4", "i2_block", "j2_block", "i3_block", "i4_pair_sums", "map_product"]
 
 
 def i2(activation: AbstractActivation, C: Float[Array, "F F"], a, b) -> Float[Array, ""]:
@@ -43,18 +46,52 @@ def map_product(fn):
     return jax.vmap(jax.vmap(fn, in_axes=(None, 0)), in_axes=(0, None))
 
 
+def _entries(C, rows, cols):
+    """`(C[rows, rows] as a column, C[cols, cols] as a row, C[rows][:, cols])`."""
+    d = jnp.diagonal(C)
+    return d[rows][:, None], d[cols][None, :], C[rows][:, cols]
+
+
 def i2_block(
     activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[Array, "P"], cols: Int[Array, "Q"]
 ) -> Float[Array, "P Q"]:
     """The block `I2(rows[p], cols[q])`."""
-    return map_product(lambda a, b: i2(activation, C, a, b))(rows, cols)
+    return activation.i2(*_entries(C, rows, cols))
 
 
 def j2_block(
     activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[Array, "P"], cols: Int[Array, "Q"]
 ) -> Float[Array, "P Q"]:
     """The block `J2(rows[p], cols[q])`."""
-    return map_product(lambda a, b: j2(activation, C, a, b))(rows, cols)
+    return activation.j2(*_entries(C, rows, cols))
+
+
+def i3_block(
+    activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[Array, "P"]
+) -> Float[Array, "P F F"]:
+    """The block `I3(rows[p], b, c)` over all fields `b, c`."""
+    d = jnp.diagonal(C)
+    Ca = C[rows]
+    return activation.i3(
+        d[rows][:, None, None], d[None, None, :], Ca[:, :, None], Ca[:, None, :], C[None, :, :]
+    )
+
+
+def i4_pair_sums(
+    activation: AbstractActivation,
+    C: Float[Array, "F F"],
+    a: Int[Array, "P"],
+    b: Int[Array, "P"],
+    w: Float[Array, "F F"],
+) -> Float[Array, "P"]:
+    """`sum_cd w[c, d] I4(a[p], b[p], c, d)` over all fields `c, d`, for each pair `p`.
+
+    The pair kernel is the activation's `i4_contracted`, lifted over the pairs with `vmap` (it needs rows
+    `C[a[p]]`, `C[b[p]]` only, so no per-element gathers).
+    """
+    d = jnp.diagonal(C)
+    kernel = jax.vmap(activation.i4_contracted, in_axes=(0, 0, 0, 0, 0, None, None, None))
+    return kernel(d[a], d[b], C[a, b], C[a], C[b], d, C, w)
 
 
 def fields(K: int, M: int) -> tuple[Int[Array, "K"], Int[Array, "M"], Int[Array, "F"]]:

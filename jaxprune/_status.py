@@ -33,7 +33,7 @@ _WORDS = {
     Status.SUCCESS: "success",
     Status.DIVERGED: "diverged (overlaps unbounded or non-finite)",
     Status.MAX_STEPS: "step budget exhausted",
-    Status.SINGULAR: "singular linear system (handled by pseudo-inverse)",
+    Status.SINGULAR: "singular or marginal: a singular linear system, or a zero mode (continuum of fixed points)",
     Status.NOT_CONVERGED: "not converged",
     Status.UNSTABLE: "unstable stationary point",
     Status.INVALID: "invalid input",

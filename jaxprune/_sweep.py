@@ -7,9 +7,14 @@ inactive units (`Q_ii = R_i = v_i = 0`: exact stationary units of the dynamics) 
 `M` with zero units (`T_nn = v*_n = 0`), so the whole grid is one program (no recompilation per `K`).
 Every configuration gets its own [`Status`][] code (`throw=False` inside); a failing one never stops a sweep.
 
-The grid is cut into chunks of a fixed size (padded to a multiple of the device count, the last chunk padded
-by repeating its final configuration), and the chunk axis is sharded over all devices with a
-`NamedSharding` on a one-axis `Mesh`. Each finished chunk is written atomically to `OUT/chunks/`; a rerun
+The grid is ordered by cost (`K`, `M`, then `eta`: configurations of one size, and of similar speed, side by
+side) and cut into chunks of a fixed size (padded to a multiple of the device count, the last chunk padded by
+repeating its final configuration). Each chunk is padded only to its own largest `K` and `M`, so small
+students do not pay for the largest one (the Gaussian integrals cost `~K^2 (K+M)^2`), at the price of one
+compilation per distinct chunk size; and vmapped adaptive solvers, which step in lockstep until the slowest
+element of a batch is done, waste fewer steps on batches of similar configurations. Fixed points use
+[`fixed_point_from_ode_batch`][] (the Levenberg-Marquardt fallback runs only when some element needs it).
+The chunk axis is sharded over all devices with a `NamedSharding` on a one-axis `Mesh`. Each finished chunk is written atomically to `OUT/chunks/`; a rerun
 skips the chunks already on disk (resume) and assembles the tidy table `OUT/results.csv`.
 
 Grid spec (JSON, or TOML read with `tomllib`), for example:
@@ -47,7 +52,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._dynamics import INTEGRATORS, SGDConfig, solve_ode
-from ._fixed_point import fixed_point_from_ode
+from ._fixed_point import fixed_point_from_ode, fixed_point_from_ode_batch
 from ._io import atomic_write_json, atomic_write_text
 from ._overlaps import Overlaps
 from ._status import Status, describe
@@ -60,6 +65,7 @@ __all__ = [
     "expand_grid",
     "sweep_arrays",
     "run_grid",
+    "run_batched",
     "run_sweep",
     "read_results",
     "plot_results",
@@ -308,6 +314,28 @@ def _element_fn(kind: str, opts: dict):
     return fn
 
 
+def _batch_fn(kind: str, opts: dict):
+    """The computation on a batch of configurations (leading axis): `vmap` of [`_element_fn`][], except for
+    fixed points, which use the batched solver (its fallback runs only when some element needs it)."""
+    if kind != "fixed_point":
+        return jax.vmap(_element_fn(kind, opts))
+    mode, activation = opts["mode"], opts["activation"]
+
+    def fn(x):
+        config = SGDConfig(eta=x["eta"], eta_v=x["eta_v"], sigma=x["sigma"], weight_decay=x["weight_decay"],
+                           mode=mode, activation=activation)
+        state = jax.vmap(Overlaps)(x["Q"], x["R"], x["T"], x["v"], x["v_star"])  # shapes checked per element
+        res = fixed_point_from_ode_batch(state, config, alpha=opts["alpha"], integrator=opts["integrator"],
+                                         ode_max_steps=opts["max_steps"], active=x["active"],
+                                         teacher_active=x["teacher_active"])
+        return dict(eps_g=res.eps_g, status=res.status, residual_norm=res.residual_norm,
+                    slowest_eig_real=jnp.real(res.slowest_eigenvalue),
+                    slowest_eig_imag=jnp.imag(res.slowest_eigenvalue), stable=res.stable,
+                    used_fallback=res.used_fallback)
+
+    return fn
+
+
 def _mesh(devices=None) -> Mesh:
     devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.asarray(devices), ("grid",))
@@ -319,7 +347,7 @@ _PROGRAMS: dict = {}
 def _program(kind: str, opts: dict):
     key = (kind, json.dumps(opts, sort_keys=True))
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = jax.jit(jax.vmap(_element_fn(kind, opts)))
+        _PROGRAMS[key] = jax.jit(_batch_fn(kind, opts))
     return _PROGRAMS[key]
 
 
@@ -346,19 +374,49 @@ def run_grid(
     return out
 
 
+def _cost_order(rows: list[dict]) -> list[int]:
+    """Indices of `rows` ordered by cost: size `(K, M)` first, then `eta` (a stable sort: ties keep grid order)."""
+    return sorted(range(len(rows)), key=lambda i: (rows[i]["K"], rows[i]["M"], float(rows[i]["eta"])))
+
+
+def _plan(rows: list[dict], chunk_size: int, ndev: int) -> tuple[int, list[list[int]]]:
+    """The chunk size (a multiple of `ndev`) and the row indices of each chunk, in cost order."""
+    size = -(-chunk_size // ndev) * ndev
+    order = _cost_order(rows)
+    return size, [order[lo : lo + size] for lo in range(0, len(order), size)]
+
+
+def run_batched(rows: list[dict], kind: str, opts: dict, *, chunk_size: int = 256, devices=None,
+                shard: bool = True) -> dict[str, np.ndarray]:
+    """Run many configurations the way [`run_sweep`][] does, without files: in cost order (`K`, `M`, `eta`),
+    in chunks of `chunk_size` configurations each padded to its own largest `K` and `M` (one compilation per
+    distinct chunk size; the last chunk padded with copies of its last configuration). Returns NumPy columns
+    in the order of `rows`."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    ndev = (len(jax.devices()) if devices is None else len(list(devices))) if shard else 1
+    size, chunks = _plan(rows, chunk_size, ndev)
+    cols: dict[str, np.ndarray] = {}
+    for idx in chunks:
+        chunk = [rows[i] for i in idx]
+        padded = chunk + [chunk[-1]] * (size - len(chunk))
+        out = run_grid(padded, kind, opts, devices=devices, shard=shard)
+        for k, a in out.items():
+            if k not in cols:
+                cols[k] = np.empty((len(rows),) + a.shape[1:], a.dtype)
+            cols[k][idx] = a[: len(idx)]
+    return cols
+
+
 def _opts(spec: dict) -> dict:
     return {k: spec["fixed"][k] for k in _OPTIONS}
 
 
-def _chunk_plan(n: int, chunk_size: int, ndev: int) -> tuple[int, int]:
-    size = -(-chunk_size // ndev) * ndev
-    return size, -(-n // size)
-
-
 def run_sweep(spec: dict | str | os.PathLike, out_dir: str | os.PathLike, *, progress: bool = True,
               devices=None) -> list[dict]:
-    """Run (or resume) a sweep: chunk the grid, write each finished chunk atomically to `out_dir/chunks/`,
-    skip chunks already there, and write the tidy table `out_dir/results.csv` (one row per configuration).
+    """Run (or resume) a sweep: chunk the grid in cost order (module docstring), write each finished chunk
+    atomically to `out_dir/chunks/` (with the grid indices it holds), skip chunks already there, and write the
+    tidy table `out_dir/results.csv` (one row per configuration, in grid order).
 
     Returns the rows (dicts: axis values, `K`, `M`, `eps_g` (noise-free), `status`, `status_words`, and
     per kind `alpha_end` or `residual_norm`, `slowest_eig_real`, `slowest_eig_imag`, `stable`, `used_fallback`).
@@ -377,43 +435,42 @@ def run_sweep(spec: dict | str | os.PathLike, out_dir: str | os.PathLike, *, pro
     else:
         atomic_write_json(spec_file, {"hash": h, "spec": spec})
     rows = expand_grid(spec)
-    n = len(rows)
-    K_max, M_max = max(r["K"] for r in rows), max(r["M"] for r in rows)
     ndev = len(jax.devices()) if devices is None else len(list(devices))
-    size, n_chunks = _chunk_plan(n, spec["chunk_size"], ndev)
+    size, chunks = _plan(rows, spec["chunk_size"], ndev)
+    n_chunks = len(chunks)
     opts = _opts(spec)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=n_chunks, desc=f"sweep {spec['kind']}", disable=not progress, leave=False, dynamic_ncols=True)
     results: list[dict] = []
     try:
-        for c in range(n_chunks):
+        for c, idx in enumerate(chunks):
             path = chunks_dir / f"chunk_{c:05d}.json"
-            lo, hi = c * size, min((c + 1) * size, n)
             if path.exists():
                 data = json.loads(path.read_text())
-                if data.get("hash") == h and data.get("start") == lo and len(data.get("rows", [])) == hi - lo:
+                if data.get("hash") == h and data.get("indices") == idx and len(data.get("rows", [])) == len(idx):
                     results.extend(data["rows"])
                     bar.update(1)
                     continue
-            chunk = rows[lo:hi]
-            padded = chunk + [chunk[-1]] * (size - len(chunk))  # one shape for every chunk: one compile
-            cols = run_grid(padded, spec["kind"], opts, K_max=K_max, M_max=M_max, devices=devices)
-            chunk_rows = _rows(chunk, cols, spec, start=lo)
-            atomic_write_json(path, {"hash": h, "start": lo, "rows": chunk_rows})
+            chunk = [rows[i] for i in idx]
+            padded = chunk + [chunk[-1]] * (size - len(chunk))  # one batch shape: one compile per (K, M) size
+            cols = run_grid(padded, spec["kind"], opts, devices=devices)
+            chunk_rows = _rows(chunk, cols, spec, indices=idx)
+            atomic_write_json(path, {"hash": h, "indices": idx, "rows": chunk_rows})
             results.extend(chunk_rows)
             bar.update(1)
     finally:
         bar.close()
+    results.sort(key=lambda r: r["index"])
     _write_csv(out / "results.csv", results)
     return results
 
 
-def _rows(chunk: list[dict], cols: dict, spec: dict, *, start: int) -> list[dict]:
+def _rows(chunk: list[dict], cols: dict, spec: dict, *, indices: list[int]) -> list[dict]:
     names = list(spec["axes"])
     out = []
     for j, row in enumerate(chunk):
-        r = {"index": start + j}
+        r = {"index": indices[j]}
         for k in names:
             r[k] = row[k]
         r["K"], r["M"] = row["K"], row["M"]

@@ -100,3 +100,52 @@ def test_paper_quick_runs(tmp_path, capsys):
     imp = [r for r in rows if r["method"] == "importance-node"]
     assert all(abs(r["predicted"] - r["measured"]) < 1e-9 for r in imp)
     assert out["claims"]["predicted"]
+
+
+def test_gap_vs_N_tiny_run(tmp_path, capsys):
+    """Two input sizes at the same alpha through the library: structure, finiteness, and the importance-node
+    gap checked against an independent NumPy evaluation of the same trained student and mask."""
+    from jaxprune._paper import PaperSetting, gap_vs_N, train_students
+    from jaxprune.cli._prune import _gap_figure, _gap_markdown
+
+    base = PaperSetting(K=2, M=1, v_star=2.0)
+    out = gap_vs_N(base, Ns=(30, 120), alpha=10, seeds=1, masks=3, reweights=("none",), rescales=("none",))
+    assert out["Ns"] == [30, 120] and out["alpha"] == 10
+    assert [(s["N"], s["steps"]) for s in out["summary"]] == [(30, 300), (120, 1200)]
+    methods = {"random-node", "importance-node", "dpp-node", "random-edge", "magnitude-edge", "dpp-edge"}
+    fields = ("predicted", "measured", "abs_gap", "rel_gap", "signed_rel_gap", "spread", "rel_spread", "rms_rel_gap")
+    for N in (30, 120):
+        rows = [r for r in out["rows"] if r["N"] == N]
+        assert {r["method"] for r in rows} == methods and len(rows) == 6  # one budget (k=1), one option each
+        for r in rows:
+            assert all(np.isfinite(r[f]) for f in fields), r
+            assert r["abs_gap"] >= 0 and r["rel_gap"] >= 0 and r["spread"] >= 0
+            # the gap is recomputed from the per-seed numbers of the underlying simulation check
+            (src,) = [c for c in out["checks"][str(N)]["rows"] if (c["method"], c["option"]) == (r["method"], r["option"])]
+            assert r["abs_gap"] == pytest.approx(abs(src["measured_mean_per_seed"][0] - src["predicted_per_seed"][0]))
+        s = next(s for s in out["summary"] if s["N"] == N)
+        for f in ("node_median_rel_gap", "edge_median_rel_gap", "edge_median_rel_spread", "edge_median_rms_rel_gap"):
+            assert np.isfinite(s[f])
+        assert s["importance_node_max_abs_gap"] < 1e-6
+    assert np.isfinite(out["slopes"]["edge_median_rel_gap"])
+
+    # independent: retrain the N=30 student (same seed, deterministic), keep its unit with the largest
+    # |v_i| sqrt(Q_ii), and evaluate eps_g of the concrete pruned network from NumPy overlaps
+    setting = PaperSetting(N=30, K=2, M=1, v_star=2.0, steps=300)
+    teachers, students, _ = train_students(setting, 0.0, 1, seed=0)
+    w, v = np.asarray(students.w[0], float), np.asarray(students.v[0], float)
+    ws, vs = np.asarray(teachers.w_star[0], float), np.asarray(teachers.v_star[0], float)
+    Q = w @ w.T / 30
+    keep = int(np.argmax(np.abs(v) * np.sqrt(np.diag(Q))))
+    wk = w[[keep]]
+    eps = np_eps(wk @ wk.T / 30, wk @ ws.T / 30, ws @ ws.T / 30, v[[keep]], vs)
+    (imp,) = [r for r in out["rows"] if r["N"] == 30 and r["method"] == "importance-node"]
+    assert imp["measured"] == pytest.approx(eps, rel=1e-6, abs=1e-9)
+    assert imp["predicted"] == pytest.approx(eps, rel=1e-6, abs=1e-9)
+
+    assert "magnitude-edge" in _gap_markdown(out)
+    _gap_figure(out, tmp_path / "gap.png")
+    assert (tmp_path / "gap.png").stat().st_size > 1000
+    # --plot belongs to the gap-vs-N mode
+    assert main(["paper", "--plot", str(tmp_path / "x.png")]) == 2
+    assert "--N-list" in capsys.readouterr().err

@@ -145,3 +145,60 @@ def test_finite_values_and_gradients_when_student_copies_teacher():
     Z = jnp.zeros((3, 3))
     val, grad = jax.value_and_grad(total)(Z)
     assert np.isfinite(float(val)) and np.all(np.isfinite(np.asarray(grad)))
+
+
+def test_safe_arcsin_matches_numpy_on_a_dense_grid():
+    """The polynomial arcsin against numpy (float64) on [-1, 1]: endpoints, the range-reduction seam at
+    1/2, the approach to 1 and tiny arguments included."""
+    from jaxprune._activations import safe_arcsin
+
+    x = np.concatenate([
+        np.linspace(-1.0, 1.0, 400_001),
+        np.nextafter(1.0, 0.0) - np.arange(200) * 2.0**-52,
+        np.linspace(0.5 - 1e-9, 0.5 + 1e-9, 2001),
+        np.geomspace(1e-300, 1.0, 1000),
+        [0.0, -0.0, 0.5, -0.5, 1.0, -1.0, np.nextafter(0.5, 0), np.nextafter(0.5, 1)],
+    ])
+    x = np.concatenate([x, -x])
+    got = np.asarray(jax.jit(safe_arcsin)(jnp.asarray(x)))
+    assert np.max(np.abs(got - np.arcsin(x))) <= 1e-15
+    tiny = np.abs(x) < 1e-8
+    np.testing.assert_array_equal(got[tiny], x[tiny])  # asin(x) = x to the last bit there
+    assert got[np.argmax(x)] == np.pi / 2 and got[np.argmin(x)] == -np.pi / 2
+    # arguments past +-1 by rounding are clipped; NaN propagates
+    out = np.asarray(safe_arcsin(jnp.asarray([1.0 + 1e-15, -1.0 - 1e-15, np.nan])))
+    assert out[0] == np.pi / 2 and out[1] == -np.pi / 2 and np.isnan(out[2])
+
+
+def test_safe_arcsin_gradient_is_analytic_and_finite():
+    from jaxprune._activations import safe_arcsin
+
+    x = np.concatenate([np.linspace(-0.999999, 0.999999, 20001), [0.5, -0.5, 1 - 1e-12]])
+    grad = np.asarray(jax.vmap(jax.grad(safe_arcsin))(jnp.asarray(x)))
+    np.testing.assert_allclose(grad, 1.0 / np.sqrt((1.0 - x) * (1.0 + x)), rtol=1e-13)
+    edge = np.asarray(jax.vmap(jax.grad(safe_arcsin))(jnp.asarray([1.0, -1.0, 1.5, -2.0])))
+    assert np.all(np.isfinite(edge)) and np.all(edge == 0.0)
+    # second derivative (used by Newton on the vector field's Jacobian) is finite inside
+    h = jax.vmap(jax.grad(jax.grad(safe_arcsin)))(jnp.asarray([0.3, -0.7]))
+    np.testing.assert_allclose(np.asarray(h), [0.3 / (1 - 0.09) ** 1.5, -0.7 / (1 - 0.49) ** 1.5], rtol=1e-12)
+
+
+@pytest.mark.parametrize("near_singular", [False, True])
+@pytest.mark.parametrize("act", [Erf(), Linear()], ids=["erf", "linear"])
+def test_block_integrals_match_scalar_kernels(rng, act, near_singular):
+    """`i3_block` and the contracted `i4_pair_sums` (factorised for erf) against the scalar kernels."""
+    from jaxprune._integrals import i3_block, i4_pair_sums, j2_block
+
+    F = 6
+    C = jnp.asarray(random_covariance(rng, F, scale=1.2, near_singular=near_singular))
+    w = jnp.asarray(rng.normal(size=(F, F)))
+    a, b = np.triu_indices(4)
+    sums = np.asarray(i4_pair_sums(act, C, a, b, w))
+    for p in range(a.size):
+        ref = sum(float(w[c, d]) * float(i4(act, C, a[p], b[p], c, d)) for c in range(F) for d in range(F))
+        assert sums[p] == pytest.approx(ref, rel=1e-12, abs=1e-13)
+    block = np.asarray(i3_block(act, C, np.arange(3)))
+    for i, bb, c in itertools.product(range(3), range(F), range(F)):
+        assert block[i, bb, c] == pytest.approx(float(i3(act, C, i, bb, c)), rel=1e-13, abs=1e-14)
+    j2b = np.asarray(j2_block(act, C, np.arange(3), np.arange(2, F)))
+    assert j2b[1, 2] == pytest.approx(float(j2(act, C, 1, 4)), rel=1e-14)

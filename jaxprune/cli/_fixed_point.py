@@ -58,6 +58,12 @@ def run(args) -> int:
     }
     print(f"eps_g* = {eps:.10g}  (noise-free generalisation error; test MSE = 2 eps_g + sigma^2)")
     print(f"status: {describe(status)}")
+    if status == Status.SINGULAR:
+        print("  (marginal: a Jacobian eigenvalue has real part within the tolerance band around 0: a continuum "
+              "of fixed points or a neutral direction; linear stability is undecided)")
+    elif status == Status.UNSTABLE:
+        n_up = int(np.sum(np.real(np.asarray(res.eigenvalues)) > 0))
+        print(f"  (a saddle: {n_up} eigenvalue(s) with positive real part; e.g. duplicated units split apart)")
     print(f"slowest eigenvalue: {lam.real:.6g}{lam.imag:+.6g}j   residual: {float(res.residual_norm):.3g}")
     if args.grad:
         if status not in (Status.SUCCESS, Status.SINGULAR):

@@ -123,8 +123,19 @@ def register_paper(sub) -> None:
     p.add_argument("--seeds", type=positive_int, default=3)
     p.add_argument("--masks", type=positive_int, default=20, help="masks per random/DPP method")
     p.add_argument("--no-map", action="store_true", help="skip the theory winner map")
-    p.add_argument("--quick", action="store_true", help="small smoke version (N=100, 40 000 steps, 1 seed)")
-    add_output_options(p, plot=False)
+    p.add_argument("--quick", action="store_true", help="small smoke version (N=100, 40 000 steps, 1 seed; "
+                                                           "with --N-list: alpha 400, 1 seed, 5 masks)")
+    g = p.add_argument_group("gap versus N (issue 4: does the predicted-vs-measured gap close as N grows?)")
+    g.add_argument("--N-list", default=None, metavar="N1,N2,...",
+                   help="repeat the simulation check at these input sizes, all at the same alpha = steps/N, and "
+                        "report the predicted-vs-measured gap per method and N (replaces the single-N table "
+                        "and the claims; --plot draws gap vs N)")
+    g.add_argument("--alpha", type=positive_float, default=None,
+                   help="with --N-list: SGD samples per input dimension (default --steps / --N = 1600)")
+    g.add_argument("--test-mse-masks", type=int, default=None,
+                   help="masks per method whose noisy test MSE is also measured on fresh inputs "
+                        "(default 3; 0 with --N-list)")
+    add_output_options(p, plot=True)
     p.set_defaults(func=run_paper)
 
 
@@ -140,6 +151,130 @@ def _claims_markdown(claims) -> str:
     return "\n".join(lines)
 
 
+def _gap_command(args, Ns, alpha, seeds, masks, test_mse_masks) -> str:
+    """The command line that reproduces a gap-vs-N run, every option spelt out."""
+    parts = ["jaxprune", "paper", "--N-list", ",".join(str(n) for n in Ns), "--alpha", f"{alpha:g}",
+             "--K", str(args.K), "--M", str(args.M), "--v-star", f"{args.v_star:g}", "--eta", f"{args.eta:g}",
+             "--sigmas", args.sigmas, "--seeds", str(seeds), "--masks", str(masks),
+             "--test-mse-masks", str(test_mse_masks)]
+    if args.no_map:
+        parts.append("--no-map")
+    if args.json is not None:
+        parts += ["--json", str(args.json)]
+    if args.plot is not None:
+        parts += ["--plot", str(args.plot)]
+    return " ".join(parts)
+
+
+def _gap_markdown(result) -> str:
+    Ns = result["Ns"]
+    lines = ["| method | " + " | ".join(f"N={n} gap / spread" for n in Ns) + " | slope of gap |",
+             "|---|" + "---|" * (len(Ns) + 1)]
+    for m in ("random-node", "importance-node", "dpp-node", "random-edge", "magnitude-edge", "dpp-edge"):
+        cells = []
+        for s in result["summary"]:
+            pm = s["per_method"].get(m)
+            if pm is None:
+                cells.append("-")
+            else:
+                cells.append(f"{pm['median_rel_gap']:.2e} / {pm['median_rel_spread']:.2e}")
+        slope = result["slopes"].get(f"{m}:median_rel_gap", float("nan"))
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {slope:+.2f} |")
+    return "\n".join(lines)
+
+
+def _gap_summary_markdown(result) -> str:
+    lines = ["| N | steps | trained eps_g | node median rel gap | node median abs z | importance-node max abs gap | "
+             "edge median rel gap | edge median abs z | edge median rel spread | edge median rms rel gap | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in result["summary"]:
+        eps = ", ".join(f"{v:.3g}" for v in s["eps_g_trained"].values())
+        lines.append(f"| {s['N']} | {s['steps']} | {eps} | {s['node_median_rel_gap']:.3g} | {s['node_median_abs_z']:.2f} | "
+                     f"{s['importance_node_max_abs_gap']:.1e} | {s['edge_median_rel_gap']:.3g} | "
+                     f"{s['edge_median_abs_z']:.2f} | {s['edge_median_rel_spread']:.3g} | "
+                     f"{s['edge_median_rms_rel_gap']:.3g} | {s['seconds']:.0f} |")
+    sl = result["slopes"]
+    lines.append(f"\nlog-log slopes against N (-0.5 is N^-1/2): node median rel gap {sl['node_median_rel_gap']:+.2f}, "
+                 f"edge median rel gap {sl['edge_median_rel_gap']:+.2f}, edge median rel spread "
+                 f"{sl['edge_median_rel_spread']:+.2f}, edge median rms rel gap {sl['edge_median_rms_rel_gap']:+.2f}")
+    return "\n".join(lines)
+
+
+def _gap_figure(result, path) -> None:
+    from ..plots import new_figure
+
+    Ns = np.asarray(result["Ns"], float)
+    fig, ax = new_figure(6.4, 4.4)
+    colors = {"random-edge": "C0", "magnitude-edge": "C1", "dpp-edge": "C2", "random-node": "C3", "dpp-node": "C4"}
+    for m, c in colors.items():
+        gap = [s["per_method"].get(m, {}).get("median_rel_gap", np.nan) for s in result["summary"]]
+        style = "o-" if m.endswith("edge") else "s:"
+        ax.plot(Ns, gap, style, color=c, label=f"{m}: |measured - predicted| / measured")
+        if m in ("random-edge", "dpp-edge"):
+            spr = [s["per_method"].get(m, {}).get("median_rel_spread", np.nan) for s in result["summary"]]
+            ax.plot(Ns, spr, "^--", color=c, alpha=0.6, ms=4, label=f"{m}: mask spread (std / mean)")
+    edge = np.asarray([s["edge_median_rel_gap"] for s in result["summary"]], float)
+    ax.plot(Ns, edge, "D-", color="k", lw=2, label="all edge rows: median relative gap")
+    ok = np.isfinite(edge) & (edge > 0)
+    if ok.any():  # guide through the geometric mean of the edge medians
+        ref = np.exp(np.mean(np.log(edge[ok] * np.sqrt(Ns[ok]))))
+        ax.plot(Ns, ref / np.sqrt(Ns), "k--", lw=1, alpha=0.5, label=r"$\propto N^{-1/2}$ guide")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("input dimension N (alpha = steps / N = %g)" % result["alpha"])
+    ax.set_ylabel(r"relative gap (median over $\sigma$, option, budget)")
+    ax.set_title("pruned error: theory on trained overlaps vs concrete networks", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    save_plot(fig, path)
+
+
+def _run_gap_vs_N(args, sigmas) -> int:
+    import sys
+
+    from .._paper import PaperSetting, gap_vs_N
+
+    try:
+        Ns = sorted({int(t) for t in args.N_list.split(",") if t.strip()})
+    except ValueError:
+        raise CLIError(f"--N-list: expected comma-separated integers, got {args.N_list!r}") from None
+    if not Ns or min(Ns) < 2:
+        raise CLIError("--N-list needs input sizes >= 2")
+    if args.quick:
+        alpha, seeds, masks = 400.0, 1, 5
+    else:
+        alpha, seeds, masks = args.steps / args.N, args.seeds, args.masks
+    if args.alpha is not None:
+        alpha = args.alpha
+    tmm = 0 if args.test_mse_masks is None else args.test_mse_masks
+    if tmm < 0:
+        raise CLIError("--test-mse-masks must be >= 0")
+    base = PaperSetting(N=Ns[0], M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=int(alpha * Ns[0]))
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    command = _gap_command(args, Ns, alpha, seeds, masks, tmm)
+    if log:
+        log(f"gap vs N: {command}")
+    result = gap_vs_N(base, Ns, alpha=alpha, sigmas=sigmas, seeds=seeds, masks=masks, test_mse_masks=tmm, log=log)
+    print(f"predicted vs measured pruned error at N = {Ns}, alpha = steps/N = {alpha:g}, sigmas {sigmas}, "
+          f"seeds={seeds}, masks={masks}")
+    print("relative gap = mean over students of |measured - predicted| / measured (measured: mean over that "
+          "student's masks); spread = std over masks / mean; medians over sigma, option and budget")
+    print(_gap_markdown(result))
+    print()
+    print(_gap_summary_markdown(result))
+    payload = {"command": command, "gap_vs_N": result}
+    if not args.no_map:
+        from .._paper import theory_winner_map
+
+        wm = theory_winner_map(M=args.M, v_star=args.v_star, eta=args.eta)
+        payload["winner_map"] = [dict(r, label=list(r["label"])) for r in wm]
+    write_json(args.json, payload)
+    if args.plot is not None:
+        _gap_figure(result, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
 def run_paper(args) -> int:
     from .._paper import PaperSetting, claims_from_rows, simulation_check, theory_winner_map
     from ._common import parse_floats
@@ -152,6 +287,10 @@ def run_paper(args) -> int:
         raise CLIError("--sigmas must be >= 0")
     if args.K < 2 or args.M > args.K:
         raise CLIError(f"need 2 <= K and M <= K, got K={args.K}, M={args.M}")
+    if args.N_list is not None:
+        return _run_gap_vs_N(args, sigmas)
+    if args.plot is not None:
+        raise CLIError("--plot draws the gap-vs-N figure: it needs --N-list")
     if args.quick:
         setting = PaperSetting(N=100, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=40_000)
         seeds, masks = 1, 5
@@ -159,7 +298,8 @@ def run_paper(args) -> int:
         setting = PaperSetting(N=args.N, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=args.steps)
         seeds, masks = args.seeds, args.masks
     out = simulation_check(setting, sigmas=sigmas, seeds=seeds, masks=masks,
-                           test_samples=5000 if args.quick else 20_000)
+                           test_samples=5000 if args.quick else 20_000,
+                           test_mse_masks=3 if args.test_mse_masks is None else max(args.test_mse_masks, 0))
     rows = out["rows"]
     print(f"seed-paper setting {out['setting']}, seeds={seeds}, masks={masks}")
     print("noise-free eps_g after pruning: predicted (order parameters of the trained student) vs measured "

@@ -1,0 +1,274 @@
+"""`jaxprune reproduce`: one quick run (module fixture), then its report, results, resumability and failures."""
+
+import json
+import re
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from jaxprune import _reproduce
+from jaxprune.cli import main
+
+_NUM = re.compile(r"(?<![A-Za-z_\d.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    t = time.perf_counter()
+    code = main(["reproduce", "--out", str(out), "--quick", "--quiet"])
+    return {"out": out, "code": code, "seconds": time.perf_counter() - t}
+
+
+def _results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def _mtimes(out):
+    return {p.name: p.stat().st_mtime_ns for p in (out / "parts").glob("*.json")}
+
+
+def _copy(quick, tmp_path):
+    dst = tmp_path / "copy"
+    shutil.copytree(quick["out"], dst)
+    return dst
+
+
+def _tables(md: str) -> list[list[str]]:
+    """Markdown tables as lists of body lines (header and separator dropped)."""
+    tables, cur = [], None
+    for line in md.splitlines():
+        if line.startswith("|"):
+            if cur is None:
+                cur = []  # header line
+                tables.append(cur)
+            elif not re.fullmatch(r"\|(-+\|)+", line.strip()):
+                cur.append(line)
+        else:
+            cur = None
+    return tables
+
+
+def _tolerance(token: str) -> float:
+    """Half a unit in the last printed digit of `token`."""
+    mant, _, exp = token.lower().partition("e")
+    decimals = len(mant.split(".")[1]) if "." in mant else 0
+    return 0.5 * 10.0 ** (-decimals + (int(exp) if exp else 0))
+
+
+def _all_numbers(obj, acc):
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        acc.append(float(obj))
+    elif isinstance(obj, str):
+        acc.extend(float(t) for t in _NUM.findall(obj))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _all_numbers(k, acc)
+            _all_numbers(v, acc)
+    elif isinstance(obj, list):
+        for v in obj:
+            _all_numbers(v, acc)
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_quick_run_succeeds(quick):
+    assert quick["code"] == 0
+    res = _results(quick["out"])
+    assert res["ok"] and res["mode"] == "quick" and res["failed_parts"] == []
+    assert set(res["parts"]) == set(_reproduce.PARTS)
+    for name, part in res["parts"].items():
+        assert part["status"] == "ok", (name, part.get("error"))
+        assert part["reused"] is False
+        assert part["settings"] == json.loads(json.dumps(_reproduce.reproduce_settings("quick")[name]))
+    # a few physics sanity checks on the numbers themselves
+    ode = res["parts"]["ode_vs_sim"]["result"]
+    assert all(r["rms_deviation"] < 0.2 for r in ode["runs"])
+    fp = res["parts"]["fixed_points"]["result"]
+    assert fp["converged"] >= 1
+    for p in fp["points"]:
+        if p["status"] == 0:  # implicit gradient agrees with finite differences
+            assert p["d_eps_d_eta"] == pytest.approx(p["fd_d_eps_d_eta"], rel=1e-3, abs=1e-7)
+            assert p["d_eps_d_sigma"] == pytest.approx(p["fd_d_eps_d_sigma"], rel=1e-3, abs=1e-7)
+            assert p["d_eps_d_sigma"] > 0  # more label noise, larger error
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_report_references_existing_figures(quick):
+    out = quick["out"]
+    md = (out / "report.md").read_text()
+    figs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(figs) >= 5
+    for f in figs:
+        path = out / f
+        assert path.is_file(), f
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+    assert "failed" not in md.lower().split("all parts succeeded")[0]
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_every_table_number_comes_from_results(quick):
+    out = quick["out"]
+    md = (out / "report.md").read_text()
+    acc = []
+    _all_numbers(_results(out), acc)
+    known = np.sort(np.asarray(acc, float))
+    checked = 0
+    for table in _tables(md):
+        for line in table:
+            for token in _NUM.findall(line):
+                x, tol = float(token), _tolerance(token)
+                i = np.searchsorted(known, x)
+                near = known[max(i - 1, 0): i + 1]
+                assert near.size and np.min(np.abs(near - x)) <= 1.01 * tol + 1e-300, (token, line)
+                checked += 1
+    assert checked > 200
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_table_values_match_their_rows(quick):
+    out = quick["out"]
+    md = (out / "report.md").read_text()
+    res = _results(out)
+    rows = res["parts"]["paper"]["result"]["rows"]
+    by = {(r["sigma"], r["method"], r["option"], r["k"]): r for r in rows}
+    section = md.split("### Theory against measurement")[1]
+    table = _tables(section)[0]
+    assert len(table) == len(rows)
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        r = by[(float(cells[0]), cells[1], cells[2], int(cells[3]))]
+        assert float(cells[4]) == pytest.approx(r["predicted"], rel=1e-3)
+        assert float(cells[5]) == pytest.approx(r["measured"], rel=1e-3)
+    # the claims table repeats claims_from_rows of those rows
+    from jaxprune._paper import claims_from_rows
+
+    cells = claims_from_rows(rows, "measured")
+    first = _tables(md.split("### Per cell, from the measured errors")[1])[0][0]
+    vals = [c.strip() for c in first.strip("|").split("|")]
+    assert float(vals[2]) == pytest.approx(cells[0]["dpp_node_reweighted"], rel=1e-3)
+    assert vals[9] == ("yes" if cells[0]["claim1_dpp_beats_random"] else "no")
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_results_hold_the_claims_and_the_report_states_them(quick):
+    res = _results(quick["out"])
+    md = (quick["out"] / "report.md").read_text()
+    claims = res["claims"]
+    ids = {s["id"] for s in claims["statements"]}
+    assert {"1a", "1b", "2", "2-map", "3a", "3b"} <= ids
+    assert claims["cells"]["predicted"] and claims["cells"]["measured"]
+    for s in claims["statements"]:
+        for v in ("predicted", "measured"):
+            if v in s:
+                assert s[v]["verdict"] in ("holds", "does not hold", "holds only in part")
+                assert s[v]["verdict"].upper() in md
+        assert f"Claim {s['id']}" in md
+    wm = res["parts"]["winner_map"]["result"]
+    assert wm["cells"] == len(wm["rows"]) > 0
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_rerun_reuses_every_part(quick, tmp_path):
+    out = _copy(quick, tmp_path)
+    before = _mtimes(out)
+    t = time.perf_counter()
+    assert main(["reproduce", "--out", str(out), "--quick", "--quiet"]) == 0
+    seconds = time.perf_counter() - t
+    assert _mtimes(out) == before
+    res = _results(out)
+    assert all(p["reused"] for p in res["parts"].values())
+    assert seconds < max(30.0, 0.5 * quick["seconds"])
+    assert "reused" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_force_recomputes_only_the_named_part(quick, tmp_path):
+    out = _copy(quick, tmp_path)
+    before = _mtimes(out)
+    assert main(["reproduce", "--out", str(out), "--quick", "--quiet", "--force", "ode_vs_sim"]) == 0
+    after = _mtimes(out)
+    assert after["ode_vs_sim.json"] != before["ode_vs_sim.json"]
+    assert {k: v for k, v in after.items() if k != "ode_vs_sim.json"} == \
+        {k: v for k, v in before.items() if k != "ode_vs_sim.json"}
+    res = _results(out)
+    assert res["parts"]["ode_vs_sim"]["reused"] is False
+    assert all(p["reused"] for n, p in res["parts"].items() if n != "ode_vs_sim")
+    # same seeds, same numbers
+    old = json.loads((quick["out"] / "parts" / "ode_vs_sim.json").read_text())["result"]
+    assert res["parts"]["ode_vs_sim"]["result"]["runs"][0]["final_sim"] == pytest.approx(old["runs"][0]["final_sim"])
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path):
+    out = _copy(quick, tmp_path)
+    p = out / "parts" / "fixed_points.json"
+    text = p.read_text()
+    p.write_text(text[: len(text) // 2])  # a partial write
+    q = out / "parts" / "ode_vs_sim.json"
+    rec = json.loads(q.read_text())
+    rec["settings"]["seeds"] = 99  # settings of another run
+    q.write_text(json.dumps(rec))
+    before = _mtimes(out)
+    assert main(["reproduce", "--out", str(out), "--quick", "--quiet"]) == 0
+    res = _results(out)
+    assert not res["parts"]["fixed_points"]["reused"] and not res["parts"]["ode_vs_sim"]["reused"]
+    assert json.loads(p.read_text())["status"] == "ok"
+    after = _mtimes(out)
+    assert after["paper.json"] == before["paper.json"]
+    assert res["parts"]["paper"]["reused"]
+
+
+@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+def test_failing_part_is_recorded_and_others_go_on(quick, tmp_path, monkeypatch):
+    out = _copy(quick, tmp_path)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setitem(_reproduce._PART_FUNCTIONS, "winner_map", boom)
+    code = main(["reproduce", "--out", str(out), "--quick", "--quiet", "--force", "winner_map"])
+    assert code == 1
+    res = _results(out)
+    assert res["failed_parts"] == ["winner_map"] and not res["ok"]
+    assert "injected failure" in res["parts"]["winner_map"]["error"]
+    assert all(p["status"] == "ok" for n, p in res["parts"].items() if n != "winner_map")
+    md = (out / "report.md").read_text()
+    assert "Part `winner_map` failed" in md and "injected failure" in md
+    assert "## 3. Pruning" in md and "## 6. Real data" in md
+    # the failure is not reused: the next run recomputes the part
+    monkeypatch.undo()
+    assert main(["reproduce", "--out", str(out), "--quick", "--quiet"]) == 0
+    assert _results(out)["parts"]["winner_map"]["reused"] is False
+
+
+@pytest.mark.parametrize("argv", [
+    ["reproduce", "--out", "x", "--quick", "--full"],
+    ["reproduce", "--quick"],
+    ["reproduce", "--out", "x", "--force", "no-such-part"],
+    ["reproduce", "--out", "x", "--parts"],
+])
+def test_bad_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_exits_2(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(["reproduce", "--out", str(f), "--quick"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_settings_per_mode():
+    q, d, f = (_reproduce.reproduce_settings(m) for m in _reproduce.MODES)
+    assert f["paper"]["N"] == 500 and f["paper"]["steps"] == 800_000 and f["paper"]["seeds"] > 1
+    assert d["paper"]["K"] == 6 and d["paper"]["M"] == 2 and d["paper"]["sigmas"] == [0.0, 0.25]
+    assert q["paper"]["steps"] < d["paper"]["steps"] < f["paper"]["steps"]
+    with pytest.raises(ValueError, match="mode"):
+        _reproduce.reproduce_settings("huge")
