@@ -1243,7 +1243,7 @@ def compare_network(
 def _edge_baseline_theory(state: Overlaps, keep: float, activation) -> list[tuple[str, str, float, Array]]:
     """`(method, rescale, eps_g, c)` of random / magnitude / DPP edge pruning under the Gaussian-equivalent
     model with each rescale (moments computed once per method; one compiled optimal-rescale solve)."""
-    from ._edge import apply_edge_moments, dpp_moments, magnitude_moments, optimal_edge_rescale, random_moments
+    from ._edge import apply_edge_moments, dpp_moments, edge_rescale, magnitude_moments, random_moments
 
     K = state.K
     p = jnp.full((K,), keep, state.Q.dtype)
@@ -1251,12 +1251,7 @@ def _edge_baseline_theory(state: Overlaps, keep: float, activation) -> list[tupl
     for method, fn in (("random", random_moments), ("magnitude", magnitude_moments), ("dpp", dpp_moments)):
         mom = fn(state, p)
         for rescale in ("none", "inverse-keep", "optimal"):
-            if rescale == "none":
-                c = jnp.ones((K,), state.Q.dtype)
-            elif rescale == "inverse-keep":
-                c = 1.0 / p
-            else:
-                c, _ = optimal_edge_rescale(state, mom, activation)
+            c, _ = edge_rescale(state, mom, p, rescale, activation)
             out.append((method, rescale, float(generalisation_error(apply_edge_moments(state, mom, c), activation)),
                         c))
     return out

@@ -265,6 +265,29 @@ def _euler(flat: _Flat, y0, config, record_steps: np.ndarray, dt: float, thresho
     return flat.unravel_path(ys), bads, bad_end, n_end
 
 
+@eqx.filter_jit
+def _euler_jit(flat: _Flat, y0, config, record_steps: tuple[int, ...], dt: float, threshold: float):
+    """[`_euler`][] compiled once per (shapes, output grid, `dt`): module-level, so repeated `solve_ode`
+    calls with new states or configurations hit the cache instead of re-tracing the step loop."""
+    return _euler(flat, y0, config, np.asarray(record_steps, dtype=np.int64), dt, threshold)
+
+
+# Module-level term and event: `diffeqsolve` is jitted on its static arguments (these functions included),
+# so a fresh lambda per `solve_ode` call would recompile it every time. Everything that varies (the flat
+# layout's T, v*, the configuration, the divergence threshold) travels in `args`.
+def _diffrax_field(t, y, args):
+    flat, config, _ = args
+    return flat.field(y, config)
+
+
+def _diffrax_diverged(t, y, args, **kwargs):
+    return _diverged(y, args[2])
+
+
+_TERM = diffrax.ODETerm(_diffrax_field)
+_EVENT = diffrax.Event(_diffrax_diverged)
+
+
 def _unroll(length: int) -> int:
     """Unroll factor of the Euler step loop: a few steps per loop iteration amortise the loop's overhead."""
     for u in (4, 2):
@@ -323,31 +346,27 @@ def solve_ode(
     if integrator == "euler":
         record_steps = np.rint(a / dt).astype(np.int64)
         flat = _Flat.of(state0)
-        states, bads, bad_end, n_end = _euler(flat, flat.ravel(state0), config, record_steps, dt,
-                                              divergence_threshold)
+        states, bads, bad_end, n_end = _euler_jit(flat, flat.ravel(state0), config,
+                                                  tuple(int(n) for n in record_steps), float(dt),
+                                                  float(divergence_threshold))
         out_alphas = jnp.asarray(record_steps * dt, dtype=dtype)
         status = jnp.where(bad_end, Status.DIVERGED, Status.SUCCESS)
         alpha_end = n_end.astype(dtype) * dt
         num_steps = n_end
     else:
         flat = _Flat.of(state0)
-        term = diffrax.ODETerm(lambda t, y, args: args[0].field(y, args[1]))
-
-        def cond_fn(t, y, args, **kwargs):
-            return _diverged(y, divergence_threshold)
-
         sol = diffrax.diffeqsolve(
-            term,
+            _TERM,
             _SOLVERS[integrator](),
             t0=0.0,
             t1=float(a[-1]) if a[-1] > 0 else 1e-12,
             dt0=None,
             y0=flat.ravel(state0),
-            args=(flat, config),
+            args=(flat, config, jnp.asarray(divergence_threshold, dtype=dtype)),
             saveat=diffrax.SaveAt(ts=jnp.asarray(a, dtype=dtype)),
             stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
             max_steps=max_steps,
-            event=diffrax.Event(cond_fn),
+            event=_EVENT,
             throw=False,
         )
         states = flat.unravel_path(sol.ys)

@@ -50,6 +50,7 @@ __all__ = [
     "edge_moments",
     "edge_params",
     "edge_prune_theory",
+    "edge_rescale",
     "magnitude_edge_mask",
     "magnitude_moments",
     "magnitude_threshold",
@@ -474,6 +475,18 @@ def optimal_edge_rescale(
     return c, status
 
 
+def edge_rescale(
+    state: Overlaps, moments: EdgeMoments, p: Float[Array, " K"], rescale: str, activation=Erf()
+) -> tuple[Float[Array, " K"], Int[Array, ""]]:
+    """Per-unit rescale `c` of the kept weights: `none` (1), `inverse-keep` (`1/p`) or `optimal`
+    ([`optimal_edge_rescale`][]), with a [`Status`][] code (SUCCESS unless the optimal solve did not converge)."""
+    if rescale == "none":
+        return jnp.ones((state.K,), state.Q.dtype), jnp.asarray(Status.SUCCESS, jnp.int32)
+    if rescale == "inverse-keep":
+        return 1.0 / p, jnp.asarray(Status.SUCCESS, jnp.int32)
+    return optimal_edge_rescale(state, moments, activation)
+
+
 class EdgePruningResult(eqx.Module):
     """Outcome of [`edge_prune_theory`][].
 
@@ -500,13 +513,7 @@ def _edge_prune_theory(state, p, method, rescale, activation):
         moments = magnitude_moments(state, p)
     else:
         moments = dpp_moments(state, p)
-    status = jnp.asarray(Status.SUCCESS, jnp.int32)
-    if rescale == "none":
-        c = jnp.ones((K,), state.Q.dtype)
-    elif rescale == "inverse-keep":
-        c = 1.0 / p
-    else:
-        c, status = optimal_edge_rescale(state, moments, activation)
+    c, status = edge_rescale(state, moments, p, rescale, activation)
     new = apply_edge_moments(state, moments, c)
     eps = generalisation_error(new, activation)
     bad = ~(jnp.isfinite(eps) & jnp.all(jnp.isfinite(new.Q)) & jnp.all(jnp.isfinite(new.R)))

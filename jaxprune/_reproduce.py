@@ -351,7 +351,7 @@ def part_winner_map(s: dict, work: Path, log: Callable[[str], None]) -> dict:
 
 
 def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(to_jsonable(obj), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(_canon(obj).encode()).hexdigest()[:16]
 
 
 def _design_network(net: dict, work: Path, log) -> tuple:

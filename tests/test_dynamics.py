@@ -279,3 +279,27 @@ def test_alpha_grid():
     np.testing.assert_allclose(alpha_grid(10.0, 3, spacing="linear"), [0, 5, 10])
     with pytest.raises(ValueError, match="final time"):
         alpha_grid(-1.0)
+
+
+@pytest.mark.parametrize("integrator", ["euler", "tsit5"])
+def test_repeated_solves_do_not_retrace(integrator, monkeypatch):
+    """A second `solve_ode` with a new state and configuration (same shapes) reuses the compiled solver:
+    the vector field is traced during the first call only."""
+    import jaxprune._dynamics as dyn
+
+    traces = []
+    original = dyn.vector_field
+
+    def counting(state, config):
+        traces.append(1)
+        return original(state, config)
+
+    monkeypatch.setattr(dyn, "vector_field", counting)
+    s0 = reference_state(2, 2)
+    first = solve_ode(s0, SGDConfig(eta=0.5, sigma=0.1), [0.0, 0.5, 1.0], integrator=integrator)
+    n_first = len(traces)
+    assert n_first > 0
+    s1 = Overlaps(Q=1.1 * s0.Q, R=s0.R, T=s0.T, v=s0.v, v_star=s0.v_star)
+    second = solve_ode(s1, SGDConfig(eta=0.7, sigma=0.2), [0.0, 0.5, 1.0], integrator=integrator)
+    assert len(traces) == n_first
+    assert not np.allclose(np.asarray(first.eps_g), np.asarray(second.eps_g))  # it really is a new problem
