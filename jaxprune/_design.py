@@ -25,6 +25,7 @@ References: Acharyya et al., UAI 2021 (arXiv 2006.16617); THEORY.md sections 6 a
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Literal
 
@@ -36,8 +37,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
-from ._activations import AbstractActivation, Erf, get_activation
-from ._dpp import enumerate_subsets
+from ._activations import AbstractActivation, Erf, Linear, get_activation
+from ._dpp import _enumerate_probs, _subset_indices, enumerate_subsets
 from ._dynamics import SGDConfig, vector_field
 from ._error import activation_covariance, generalisation_error
 from ._overlaps import Overlaps
@@ -75,13 +76,21 @@ _BUDGETS = ("projection", "penalty")
 # --------------------------------------------------------------------------------------------------
 # The optimiser loop
 # --------------------------------------------------------------------------------------------------
+#
+# Compilation is the dominant cost of a design at small sizes, so everything that varies between calls
+# (the network, the state, budgets, learning-rate schedules) travels as arrays: every problem is an
+# `eqx.Module` whose array fields are arguments of the one module-level jitted step, not constants folded
+# into it. A second design of the same shapes (another budget, another restart set, another `k`) reuses the
+# compiled step; so do the exact evaluations that run through it (`_evaluate_training`).
 
 
 class DesignTrace(eqx.Module):
-    """The loss per optimisation step (`Float[steps]`, summed over restarts) and per restart at the end."""
+    """The loss per optimisation step (`Float[steps]`, summed over restarts), the per-restart loss at the end,
+    and `final_aux`, the loss function's auxiliary output at the final parameters."""
 
     loss: Float[Array, " steps"]
     final_per_restart: Float[Array, " R"]
+    final_aux: Any = None
 
 
 def _check_positive(x, name):
@@ -102,6 +111,33 @@ def _schedule(start: float, end: float, steps: int, t: int) -> float:
     return start + (end - start) * frac
 
 
+@functools.lru_cache(maxsize=None)
+def _adam(learning_rate: float) -> optax.GradientTransformation:
+    """One `optax.adam` per learning rate: the compiled step is cached on the optimizer's identity."""
+    return optax.adam(learning_rate)
+
+
+def _hyper_arrays(values: dict[str, float], dtype) -> dict[str, Array]:
+    return {k: jnp.asarray(v, dtype=dtype) for k, v in values.items()}
+
+
+@eqx.filter_jit
+def _design_step(loss_fn, optimizer, project, params, opt_state, hyp):
+    """Loss, gradient, optax update and projection. `loss_fn`, `optimizer` and `project` are static where they
+    are plain callables and traced where they are modules (their arrays are arguments, not constants)."""
+
+    def total(p):
+        per, aux = loss_fn(p, hyp)
+        return jnp.sum(per), (per, aux)
+
+    (loss, (per, aux)), grads = jax.value_and_grad(total, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    new = optax.apply_updates(params, updates)
+    if project is not None:
+        new = project(new)
+    return new, opt_state, loss, per, aux
+
+
 def run_design(
     loss_fn: Callable[[Any, dict], tuple[Float[Array, " R"], Any]],
     params: Any,
@@ -117,37 +153,26 @@ def run_design(
     **Arguments:** `loss_fn(params, hyper) -> (per_restart_losses, aux)`; `params` a pytree (restarts along a
     leading axis); `hyper(t)` the scheduled scalars of step `t` (passed as arrays: no recompilation);
     `project` applied after every update (inside the jitted step); `progress(n)` called once per step.
+    The step is one module-level compiled function, cached on `(loss_fn, optimizer, project)` and the shapes:
+    pass the same objects (or `eqx.Module`s of the same structure) to reuse it across calls.
 
-    **Returns:** `(params, DesignTrace)`.
+    **Returns:** `(params, DesignTrace)`; the trace's `final_per_restart` and `final_aux` come from one more
+    call of the same compiled step at the final parameters (its update discarded; no second program).
     """
     _check_steps(steps)
     dtype = jax.tree.leaves(params)[0].dtype
-
-    @eqx.filter_jit
-    def step(params, opt_state, hyp):
-        def total(p):
-            per, _ = loss_fn(p, hyp)
-            return jnp.sum(per), per
-
-        (loss, per), grads = jax.value_and_grad(total, has_aux=True)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        if project is not None:
-            params = project(params)
-        return params, opt_state, loss, per
-
     opt_state = optimizer.init(params)
     losses = []
-    per = None
     for t in range(steps):
-        hyp = {k: jnp.asarray(v, dtype=dtype) for k, v in hyper(t).items()}
-        params, opt_state, loss, per = step(params, opt_state, hyp)
+        params, opt_state, loss, _, _ = _design_step(loss_fn, optimizer, project, params, opt_state,
+                                                     _hyper_arrays(hyper(t), dtype))
         losses.append(loss)
         if progress is not None:
             progress(1)
-    hyp = {k: jnp.asarray(v, dtype=dtype) for k, v in hyper(steps - 1).items()}
-    final = loss_fn(params, hyp)[0]
-    return params, DesignTrace(loss=jnp.stack(losses), final_per_restart=final)
+    _, _, _, final, aux = _design_step(loss_fn, optimizer, project, params, opt_state,
+                                       _hyper_arrays(hyper(steps - 1), dtype))
+    loss = jnp.asarray(np.asarray(jax.device_get(losses), dtype=np.dtype(dtype)))
+    return params, DesignTrace(loss=loss, final_per_restart=final, final_aux=aux)
 
 
 @eqx.filter_jit
@@ -167,11 +192,28 @@ def project_capped_simplex(y: Float[Array, "..."], total: Float[ArrayLike, ""], 
     return jnp.clip(y - 0.5 * (lo + hi), 0.0, 1.0)
 
 
-def _top_mask(scores: Float[Array, "..."], count: int) -> Bool[Array, "..."]:
-    """A boolean mask of the `count` largest entries of `scores` (ties broken by position)."""
+def _draw(sampler, key, shape, dtype):
+    """`sampler(key, shape, dtype)` drawn as a flat vector and reshaped: the same numbers (threefry counts
+    elements in row-major order, partitionable or not), but a far cheaper program to compile (XLA on CPU
+    takes ~10x longer, seconds, for a multi-dimensional threefry draw)."""
+    return sampler(key, (math.prod(shape),), dtype).reshape(shape)
+
+
+def _top_mask(scores: Float[Array, "..."], count: Any) -> Bool[Array, "..."]:
+    """A boolean mask of the `count` largest entries of `scores` (ties broken by position); `count` may be
+    traced (the mask is `rank < count`)."""
     flat = scores.reshape(-1)
-    idx = jnp.argsort(-flat, stable=True)[:count]
-    return jnp.zeros(flat.shape, bool).at[idx].set(True).reshape(scores.shape)
+    order = jnp.argsort(-flat, stable=True)
+    rank = jnp.zeros(flat.shape, order.dtype).at[order].set(jnp.arange(flat.size, dtype=order.dtype))
+    return (rank < count).reshape(scores.shape)
+
+
+def _top_mask_np(scores: np.ndarray, count: int) -> np.ndarray:
+    """[`_top_mask`][] on the host."""
+    flat = np.asarray(scores).reshape(-1)
+    out = np.zeros(flat.shape, bool)
+    out[np.argsort(-flat, kind="stable")[:count]] = True
+    return out.reshape(np.shape(scores))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -328,6 +370,79 @@ def _budget_hyper(budget, steps, penalty, binarise):
     return hyper
 
 
+def _logit(m):
+    mc = jnp.clip(m, 1e-3, 1 - 1e-3)
+    return jnp.log(mc) - jnp.log1p(-mc)
+
+
+class _EdgeMaskLoss(eqx.Module):
+    """The relaxed edge-mask problem of [`design_edge_mask`][] (arrays traced, options static)."""
+
+    w: Float[Array, "K N"]
+    w_star: Float[Array, "M N"]
+    v: Float[Array, " K"]
+    v_star: Float[Array, " M"]
+    B: Float[Array, ""]
+    activation: AbstractActivation = eqx.field(static=True)
+    budget: str = eqx.field(static=True)
+    rescale: bool = eqx.field(static=True)
+    refit: bool = eqx.field(static=True)
+
+    def mask(self, theta):
+        return theta if self.budget == "projection" else jax.nn.sigmoid(theta)
+
+    def one(self, theta, logc, hyp):
+        K, N = self.w.shape
+        m = self.mask(theta)
+        c = jnp.exp(logc) if self.rescale else None
+        st = masked_network_overlaps(self.w, self.w_star, self.v, self.v_star, m, c, bernoulli=True)
+        if self.refit:
+            st = eqx.tree_at(lambda s: s.v, st, optimal_second_layer(st, self.activation))
+        err = generalisation_error(st, self.activation)
+        pen = hyp["penalty"] * jnp.square(jax.nn.relu(jnp.mean(m) - self.B / (K * N))) \
+            if self.budget == "penalty" else 0.0
+        return err + pen + hyp["binarise"] * jnp.mean(m * (1.0 - m)), err
+
+    def __call__(self, p, hyp):
+        return jax.vmap(self.one, (0, 0, None))(p["theta"], p["logc"], hyp)
+
+    def project(self, p):
+        return {**p, "theta": jax.vmap(lambda m: project_capped_simplex(m, self.B))(p["theta"])}
+
+
+@functools.partial(jax.jit, static_argnames=("restarts", "logit"))
+def _edge_mask_init(w, key, B, keep, *, restarts, logit):
+    """Initial soft masks: magnitude scores (restart 0) and `keep` plus noise, projected onto the budget."""
+    K, N = w.shape
+    score = jnp.abs(w) / jnp.sqrt(jnp.mean(w * w, axis=1, keepdims=True))
+    mag0 = project_capped_simplex(0.5 * score, B)
+    noise = 0.1 * _draw(jax.random.normal, key, (restarts, K, N), w.dtype)
+    m0 = jnp.concatenate([mag0[None], jnp.clip(keep + noise[1:], 0.0, 1.0)], axis=0)
+    m0 = jax.vmap(lambda m: project_capped_simplex(m, B))(m0)
+    return _logit(m0) if logit else m0
+
+
+@eqx.filter_jit
+def _edge_candidates(problem: _EdgeMaskLoss, theta, key, roundings: int):
+    """Rounding candidates of every restart: its top `B`, and `roundings` Gumbel-top-`B` draws on the log-odds
+    (candidate `j` rounds restart `j mod R`); and the restarts' soft masks."""
+    K, N = problem.w.shape
+    soft = jax.vmap(problem.mask)(theta)
+    pc = jnp.clip(soft, 1e-12, 1 - 1e-12)
+    logit = jnp.log(pc) - jnp.log1p(-pc)
+    gumbel = _draw(jax.random.gumbel, jax.random.fold_in(key, 1), (roundings,) + soft.shape, problem.w.dtype)
+    cand = jnp.concatenate([soft, (logit[None] + gumbel).reshape((-1, K, N))], axis=0)
+    return jax.vmap(lambda m: _top_mask(m, problem.B))(cand), soft
+
+
+@eqx.filter_jit
+def _refit_errors(problem: _EdgeMaskLoss, masks):
+    """Exact error of every candidate with the optimal rescale and second layer (`refit`)."""
+    return jax.vmap(lambda mk: masked_network_error(problem.w, problem.w_star, problem.v, problem.v_star, mk,
+                                                    rescale="optimal", refit=True,
+                                                    activation=problem.activation))(masks)
+
+
 def design_edge_mask(
     w: Float[ArrayLike, "K N"],
     w_star: Float[ArrayLike, "M N"],
@@ -357,7 +472,11 @@ def design_edge_mask(
     `"penalty"`: `m = sigmoid(theta)` with the geometric schedule `penalty = (lambda_0, lambda_end)`.
     Restart 0 starts from the magnitude scores, the others from `keep` plus noise. Each restart's soft mask is
     rounded to its `B` largest entries and to `roundings` conditional-Bernoulli draws; every candidate is
-    evaluated exactly (best per-unit rescale) and the best is returned.
+    evaluated exactly with the best per-unit rescale (the Newton solve of
+    [`jaxprune._edge.optimal_edge_rescale`][], as for every baseline in [`compare_network`][]; with `refit`,
+    [`masked_network_error`][] with the optimal second layer) and the best is returned. The compiled programs
+    (start, step, rounding, per-mask evaluation) are shared by every call with the same shapes and options
+    (any `keep`, any network of the same size).
     """
     activation = get_activation(activation)
     w, w_star = jnp.asarray(w), jnp.asarray(w_star)
@@ -373,65 +492,38 @@ def design_edge_mask(
         raise ValueError(f"keep={keep} leaves {B} weights; need 1 <= keep K N <= K N = {K * N}")
     key = jax.random.key(0) if key is None else key
     hyper = _budget_hyper(budget, steps, penalty, binarise)
-
-    # initial soft masks: magnitude scores (restart 0) and keep + noise
-    score = jnp.abs(w) / jnp.sqrt(jnp.mean(w * w, axis=1, keepdims=True))
-    mag0 = project_capped_simplex(0.5 * score, B)
-    noise = 0.1 * jax.random.normal(key, (restarts, K, N), w.dtype)
-    m0 = jnp.concatenate([mag0[None], jnp.clip(keep + noise[1:], 0.0, 1.0)], axis=0)
-    m0 = jax.vmap(lambda m: project_capped_simplex(m, B))(m0)
-    if budget == "projection":
-        theta0 = m0
-        to_mask = lambda th: th  # noqa: E731
-        project = lambda p: {**p, "theta": jax.vmap(lambda m: project_capped_simplex(m, B))(p["theta"])}  # noqa: E731
-    else:
-        theta0 = jnp.log(jnp.clip(m0, 1e-3, 1 - 1e-3)) - jnp.log1p(-jnp.clip(m0, 1e-3, 1 - 1e-3))
-        to_mask = jax.nn.sigmoid
-        project = None
+    B_arr = jnp.asarray(B, w.dtype)
+    theta0 = _edge_mask_init(w, key, B_arr, jnp.asarray(keep, w.dtype), restarts=restarts,
+                             logit=budget != "projection")
+    problem = _EdgeMaskLoss(w=w, w_star=w_star, v=v, v_star=v_star, B=B_arr, activation=activation,
+                            budget=budget, rescale=bool(rescale), refit=bool(refit))
     params = {"theta": theta0, "logc": jnp.zeros((restarts, K), w.dtype)}
-
-    def one_loss(theta, logc, hyp):
-        m = to_mask(theta)
-        c = jnp.exp(logc) if rescale else None
-        st = masked_network_overlaps(w, w_star, v, v_star, m, c, bernoulli=True)
-        if refit:
-            st = eqx.tree_at(lambda s: s.v, st, optimal_second_layer(st, activation))
-        err = generalisation_error(st, activation)
-        pen = hyp["penalty"] * jnp.square(jax.nn.relu(jnp.mean(m) - B / (K * N))) if budget == "penalty" else 0.0
-        return err + pen + hyp["binarise"] * jnp.mean(m * (1.0 - m)), err
-
-    def loss_fn(p, hyp):
-        total, err = jax.vmap(one_loss, (0, 0, None))(p["theta"], p["logc"], hyp)
-        return total, err
-
     params, trace = run_design(
-        loss_fn, params, optimizer=optax.adam(learning_rate), steps=steps, hyper=hyper, project=project,
-        progress=progress,
+        problem, params, optimizer=_adam(learning_rate), steps=steps, hyper=hyper,
+        project=problem.project if budget == "projection" else None, progress=progress,
     )
-    soft = jax.vmap(to_mask)(params["theta"])
-    # candidates: the top-B entries of each restart's soft mask, and `roundings` conditional-Bernoulli draws
-    # (Gumbel top-B on the log-odds) from each
-    pc = jnp.clip(soft, 1e-12, 1 - 1e-12)
-    logit = jnp.log(pc) - jnp.log1p(-pc)
-    gumbel = jax.random.gumbel(jax.random.fold_in(key, 1), (roundings,) + soft.shape, w.dtype)
-    cand = jnp.concatenate([soft, (logit[None] + gumbel).reshape((-1, K, N))], axis=0)
-    masks = jax.vmap(lambda m: _top_mask(m, B))(cand)
-    soft = jnp.concatenate([soft] * (roundings + 1), axis=0)
-    theta_all = jnp.concatenate([params["theta"]] * (roundings + 1), axis=0)
-    logc_all = jnp.concatenate([params["logc"]] * (roundings + 1), axis=0)
-    errs, cs, vs = jax.vmap(
-        lambda mk: masked_network_error(w, w_star, v, v_star, mk, rescale="optimal" if rescale else "none",
-                                        refit=refit, activation=activation)
-    )(masks)
-    best = int(jnp.argmin(errs))
-    relaxed = jax.vmap(one_loss, (0, 0, None))(theta_all, logc_all, hyper(steps - 1))[1]
-    return NetworkDesign(mask=masks[best], scale=cs[best], v=vs[best], error=errs[best],
-                         relaxed_error=relaxed[best], soft_mask=soft[best], trace=trace)
+    relaxed = np.asarray(trace.final_aux)  # the relaxed error of every restart at its final soft mask
+    masks, soft = _edge_candidates(problem, params["theta"], key, int(roundings))
+    masks = np.asarray(masks)
+    if refit:
+        errs, cs, vs = (np.asarray(x) for x in _refit_errors(problem, jnp.asarray(masks)))
+    else:  # the same exact evaluation (and optimal rescale) as every baseline of `compare_network`
+        ctx = _EdgeContext.of(w, w_star, v, v_star, activation)
+        errs, cs = ctx.errors(masks, "optimal" if rescale else "none")
+        vs = np.broadcast_to(np.asarray(v), (masks.shape[0], K))
+    best = int(np.argmin(errs))
+    r = best % restarts
+    return NetworkDesign(mask=jnp.asarray(masks[best]), scale=jnp.asarray(cs[best]), v=jnp.asarray(vs[best]),
+                         error=jnp.asarray(errs[best]), relaxed_error=jnp.asarray(relaxed[r]),
+                         soft_mask=jnp.asarray(np.asarray(soft)[r]), trace=trace)
 
 
 # --------------------------------------------------------------------------------------------------
 # Level 1b: node (unit) mask
 # --------------------------------------------------------------------------------------------------
+
+
+_NODE_REWEIGHTS = ("none", "preactivation", "activation", "optimal")
 
 
 def _masked_node_v(state: Overlaps, mask: Bool[Array, " K"], reweight: str, activation) -> Float[Array, " K"]:
@@ -457,6 +549,43 @@ def _masked_node_v(state: Overlaps, mask: Bool[Array, " K"], reweight: str, acti
     return jnp.where(mask, state.v + delta, 0.0)
 
 
+def _node_eval_traced(state: Overlaps, masks, reweight: str, activation):
+    """`(eps_g per subset, second layer per subset)` (traced; see [`node_subset_errors`][])."""
+
+    def one(mask):
+        vp = _masked_node_v(state, mask, reweight, activation)
+        return generalisation_error(eqx.tree_at(lambda s: s.v, state, vp), activation), vp
+
+    return jax.lax.map(one, masks, batch_size=4096) if masks.shape[0] > 4096 else jax.vmap(one)(masks)
+
+
+_node_eval = eqx.filter_jit(_node_eval_traced)
+
+
+def _node_eval_all_traced(state: Overlaps, masks, activation):
+    """[`_node_eval_traced`][] for every rule of `_NODE_REWEIGHTS` at once: `(errors (4, C), v' (4, C, K))`."""
+    out = [_node_eval_traced(state, masks, rw, activation) for rw in _NODE_REWEIGHTS]
+    return jnp.stack([e for e, _ in out]), jnp.stack([v for _, v in out])
+
+
+_node_eval_all = eqx.filter_jit(_node_eval_all_traced)
+_NODE_CHUNK = 16
+
+
+def _node_eval_rows(state: Overlaps, masks, activation) -> tuple[np.ndarray, np.ndarray]:
+    """[`_node_eval_all`][] on the host, in chunks of one fixed size (16 rows, padded; 1024 beyond 256 rows),
+    so that every unit-subset evaluation of a run (enumerations, design roundings, polish exchanges, the
+    finite-N checks) shares one compiled program. **Returns:** NumPy `(errors (4, n), v' (4, n, K))`."""
+    masks = np.asarray(masks, bool).reshape(-1, state.K)
+    n = masks.shape[0]
+    B = _NODE_CHUNK if n <= 16 * _NODE_CHUNK else 1024
+    padded = np.concatenate([masks, np.repeat(masks[-1:], (-n) % B, axis=0)])
+    got = jax.device_get([_node_eval_all(state, jnp.asarray(padded[s:s + B]), activation)
+                          for s in range(0, padded.shape[0], B)])
+    errs = np.concatenate([e for e, _ in got], axis=1)[:, :n]
+    return errs, np.concatenate([v for _, v in got], axis=1)[:, :n]
+
+
 def node_subset_errors(
     state: Overlaps,
     masks: Bool[ArrayLike, "C K"],
@@ -465,15 +594,12 @@ def node_subset_errors(
     activation: AbstractActivation | str = Erf(),
 ) -> Float[Array, " C"]:
     """Exact `eps_g` of the student pruned to each subset (rows of `masks`) with a reweighting rule of
-    THEORY.md 6.1 (pruned units get `v = 0`, which equals removing them)."""
+    THEORY.md 6.1 (pruned units get `v = 0`, which equals removing them). One compiled program per
+    `(K, C, reweight)`."""
     activation = get_activation(activation)
-    masks = jnp.asarray(masks, bool)
-
-    def one(mask):
-        vp = _masked_node_v(state, mask, reweight, activation)
-        return generalisation_error(eqx.tree_at(lambda s: s.v, state, vp), activation)
-
-    return jax.lax.map(one, masks, batch_size=4096) if masks.shape[0] > 4096 else jax.vmap(one)(masks)
+    if reweight not in _NODE_REWEIGHTS:
+        raise ValueError(f"reweight must be 'none', 'preactivation', 'activation' or 'optimal', got {reweight!r}")
+    return _node_eval(state, jnp.asarray(masks, bool), reweight, activation)[0]
 
 
 class NodeDesign(eqx.Module):
@@ -493,26 +619,36 @@ def _check_k(k, K):
         raise ValueError(f"k must be an integer in [1, K={K}], got {k!r}")
 
 
-def _swap_polish(errors_fn, mask: np.ndarray, max_rounds: int) -> tuple[np.ndarray, float]:
+def _swap_polish(evaluate, mask: np.ndarray, max_rounds: int):
     """Rounding polish: best-improvement exchanges of one kept and one pruned unit (all `k (K - k)` swaps
-    evaluated exactly at once by `errors_fn(masks)`), until none improves or `max_rounds` is reached."""
+    evaluated exactly at once, with the current subset as row 0 of the same batch so that every call has one
+    shape), until none improves or `max_rounds` is reached.
+
+    `evaluate(masks) -> errors` or `(errors, payload)` with one payload row per mask. **Returns:**
+    `(mask, error, payload row of the mask or None)`."""
+
+    def call(cands):
+        out = evaluate(cands)
+        errs, payload = out if isinstance(out, tuple) else (out, None)
+        return np.asarray(errs), payload
+
     mask = np.asarray(mask, bool)
-    err = float(errors_fn(mask[None])[0])
-    for _ in range(max_rounds):
+    kept, out = np.flatnonzero(mask), np.flatnonzero(~mask)
+    if kept.size == 0 or out.size == 0:
+        errs, payload = call(mask[None])
+        return mask, float(errs[0]), None if payload is None else np.asarray(payload)[0]
+    for r in range(max_rounds + 1):
         kept, out = np.flatnonzero(mask), np.flatnonzero(~mask)
-        if kept.size == 0 or out.size == 0:
-            break
-        cands = np.repeat(mask[None], kept.size * out.size, axis=0)
+        cands = np.repeat(mask[None], 1 + kept.size * out.size, axis=0)
         ii, jj = np.meshgrid(kept, out, indexing="ij")
-        rows = np.arange(cands.shape[0])
+        rows = np.arange(1, cands.shape[0])
         cands[rows, ii.ravel()] = False
         cands[rows, jj.ravel()] = True
-        errs = np.asarray(errors_fn(cands))
-        j = int(np.argmin(errs))
-        if not errs[j] < err:
-            break
-        mask, err = cands[j], float(errs[j])
-    return mask, err
+        errs, payload = call(cands)
+        j = 1 + int(np.argmin(errs[1:]))
+        if r == max_rounds or not errs[j] < errs[0]:
+            return mask, float(errs[0]), None if payload is None else np.asarray(payload)[0]
+        mask = cands[j]
 
 
 def _relaxed_node_v(state, m, reweight, rho, activation):
@@ -522,6 +658,50 @@ def _relaxed_node_v(state, m, reweight, rho, activation):
         return m * state.v
     mc = jnp.clip(m, 1e-6, 1.0)
     return optimal_second_layer(state, activation, ridge=rho * (1.0 / mc - 1.0))
+
+
+class _NodeMaskLoss(eqx.Module):
+    """The relaxed unit-mask problem of [`design_node_mask`][]."""
+
+    state: Overlaps
+    k: Float[Array, ""]
+    rho: Float[Array, ""]
+    reweight: str = eqx.field(static=True)
+    budget: str = eqx.field(static=True)
+    activation: AbstractActivation = eqx.field(static=True)
+
+    def mask(self, theta):
+        return theta if self.budget == "projection" else jax.nn.sigmoid(theta)
+
+    def one(self, theta, hyp):
+        m = self.mask(theta)
+        st = eqx.tree_at(lambda s: s.v, self.state,
+                         _relaxed_node_v(self.state, m, self.reweight, self.rho, self.activation))
+        err = generalisation_error(st, self.activation)
+        pen = hyp["penalty"] * jnp.square(jax.nn.relu(jnp.sum(m) - self.k)) if self.budget == "penalty" else 0.0
+        return err + pen + hyp["binarise"] * jnp.mean(m * (1 - m)), err
+
+    def __call__(self, p, hyp):
+        return jax.vmap(self.one, (0, None))(p, hyp)
+
+    def project(self, p):
+        return jax.vmap(lambda m: project_capped_simplex(m, self.k))(p)
+
+
+def _importance_start(state, key, k, restarts):
+    """Restart 0 from the importance scores `|v_i| sqrt(Q_ii)`, the others uniform; projected onto `sum m = k`."""
+    K = state.K
+    imp = jnp.abs(state.v) * jnp.sqrt(jnp.diag(state.Q))
+    m0 = jnp.concatenate(
+        [project_capped_simplex(imp / jnp.max(imp), k)[None],
+         _draw(jax.random.uniform, key, (restarts - 1, K), state.Q.dtype)], axis=0)
+    return jax.vmap(lambda m: project_capped_simplex(m, k))(m0)
+
+
+@functools.partial(jax.jit, static_argnames=("restarts", "logit"))
+def _node_mask_init(state, key, k, *, restarts, logit):
+    m0 = _importance_start(state, key, k, restarts)
+    return _logit(m0) if logit else m0
 
 
 def design_node_mask(
@@ -555,41 +735,28 @@ def design_node_mask(
     key = jax.random.key(0) if key is None else key
     hyper = _budget_hyper(budget, steps, penalty, binarise)
     dtype = state.Q.dtype
-    imp = jnp.abs(state.v) * jnp.sqrt(jnp.diag(state.Q))
-    m0 = jnp.concatenate(
-        [project_capped_simplex(imp / jnp.max(imp), k)[None],
-         jax.random.uniform(key, (restarts - 1, K), dtype)], axis=0)
-    m0 = jax.vmap(lambda m: project_capped_simplex(m, k))(m0)
-    if budget == "projection":
-        theta0, to_mask = m0, (lambda th: th)
-        project = lambda p: jax.vmap(lambda m: project_capped_simplex(m, k))(p)  # noqa: E731
-    else:
-        mc = jnp.clip(m0, 1e-3, 1 - 1e-3)
-        theta0, to_mask, project = jnp.log(mc) - jnp.log1p(-mc), jax.nn.sigmoid, None
+    k_arr = jnp.asarray(k, dtype)
+    theta0 = _node_mask_init(state, key, k_arr, restarts=restarts, logit=budget != "projection")
+    problem = _NodeMaskLoss(state=state, k=k_arr, rho=jnp.asarray(rho, dtype), reweight=reweight, budget=budget,
+                            activation=activation)
+    params, trace = run_design(problem, theta0, optimizer=_adam(learning_rate), steps=steps, hyper=hyper,
+                               project=problem.project if budget == "projection" else None, progress=progress)
+    soft = np.asarray(params if budget == "projection" else jax.nn.sigmoid(params))
+    masks = np.stack([_top_mask_np(m, k) for m in soft])
+    row = _NODE_REWEIGHTS.index(reweight)
 
-    def one_loss(theta, hyp):
-        m = to_mask(theta)
-        err = generalisation_error(
-            eqx.tree_at(lambda s: s.v, state, _relaxed_node_v(state, m, reweight, rho, activation)), activation)
-        pen = hyp["penalty"] * jnp.square(jax.nn.relu(jnp.sum(m) - k)) if budget == "penalty" else 0.0
-        return err + pen + hyp["binarise"] * jnp.mean(m * (1 - m)), err
+    def evaluate(ms):
+        e, vs = _node_eval_rows(state, ms, activation)
+        return e[row], vs[row]
 
-    params, trace = run_design(lambda p, h: jax.vmap(one_loss, (0, None))(p, h), theta0,
-                               optimizer=optax.adam(learning_rate), steps=steps, hyper=hyper, project=project,
-                               progress=progress)
-    soft = jax.vmap(to_mask)(params)
-    masks = jax.vmap(lambda m: _top_mask(m, k))(soft)
-    errs = node_subset_errors(state, masks, reweight=reweight, activation=activation)
-    best = int(jnp.argmin(errs))
-    relaxed = jax.vmap(one_loss, (0, None))(params, hyper(steps - 1))[1]
-    mask, err = np.asarray(masks[best]), errs[best]
+    errs, vs = evaluate(masks)
+    best = int(np.argmin(errs))
+    mask, err, v_best = masks[best], errs[best], vs[best]
     if polish:
-        mask, err = _swap_polish(lambda ms: node_subset_errors(state, ms, reweight=reweight, activation=activation),
-                                 mask, K)
-        mask, err = jnp.asarray(mask), jnp.asarray(err, dtype)
-    v_best = _masked_node_v(state, jnp.asarray(mask), reweight, activation)
-    return NodeDesign(mask=jnp.asarray(mask), v=v_best, error=err, relaxed_error=relaxed[best],
-                      soft_mask=soft[best], trace=trace)
+        mask, err, v_best = _swap_polish(evaluate, mask, K)
+    return NodeDesign(mask=jnp.asarray(mask), v=jnp.asarray(v_best), error=jnp.asarray(err, dtype),
+                      relaxed_error=jnp.asarray(np.asarray(trace.final_aux)[best]), soft_mask=jnp.asarray(soft[best]),
+                      trace=trace)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -636,69 +803,120 @@ def _keep_fractions(rule: EdgeRule, shift):
     return rule.keep_prob(z, shift) @ jnp.asarray(_GRID_W)
 
 
-def _solve_shift(rule: EdgeRule, keep, allocation):
-    """`tau` meeting the budget (bisection on stopped gradients, then one Newton step carrying the
-    implicit-function derivative `d tau = -d kappa / kappa'`)."""
+def _free_flag(allocation) -> Any:
+    """`allocation` as the flag of the shared code path: `False` for `"uniform"` (every unit meets the budget),
+    `True` for `"free"` (only the mean keep fraction does); a boolean array passes through (traced)."""
+    if isinstance(allocation, str):
+        if allocation not in ("uniform", "free"):
+            raise ValueError(f"allocation must be 'uniform' or 'free', got {allocation!r}")
+        return allocation == "free"
+    return allocation
+
+
+def _solve_shift(rule: EdgeRule, keep, free):
+    """`tau` meeting the budget, per unit (`free` false) or on average with one common shift (`free` true):
+    bisection on stopped gradients, then one Newton step carrying the implicit-function derivative
+    `d tau = -d kappa / kappa'`. `free` may be traced, so that both allocations share one compiled program."""
     K = rule.a.shape[0]
     r0 = jax.lax.stop_gradient(rule)
     dtype = rule.a.dtype
 
-    def excess(tau):
-        kap = _keep_fractions(r0, tau)
-        return kap - keep if allocation == "uniform" else jnp.broadcast_to(jnp.mean(kap) - keep, (K,))
+    def gap(kap):
+        return jnp.where(free, jnp.mean(kap) - keep, kap - keep)
 
     def body(_, b):
         lo, hi = b
         mid = 0.5 * (lo + hi)
-        over = excess(mid) > 0
+        over = gap(_keep_fractions(r0, mid)) > 0
         return jnp.where(over, lo, mid), jnp.where(over, mid, hi)
 
     lo, hi = jax.lax.fori_loop(0, 100, body, (jnp.full(K, -200.0, dtype), jnp.full(K, 200.0, dtype)))
     tau = jax.lax.stop_gradient(0.5 * (lo + hi))
     kap = _keep_fractions(rule, tau)
-    if allocation == "uniform":
-        g = kap - keep
-        d = jax.lax.stop_gradient(jax.jacfwd(lambda t: _keep_fractions(r0, t))(tau).diagonal())
-        return tau - g / d
-    g = jnp.mean(kap) - keep
-    d = jax.lax.stop_gradient(jax.grad(lambda t: jnp.mean(_keep_fractions(r0, jnp.broadcast_to(t, (K,)))))(tau[0]))
-    return tau - g / d
+    # kappa_i depends on tau_i only: one forward derivative with a ones tangent is the diagonal of the Jacobian
+    dk = jax.lax.stop_gradient(jax.jvp(lambda t: _keep_fractions(r0, t), (tau,), (jnp.ones_like(tau),))[1])
+    return tau - gap(kap) / jnp.where(free, jnp.mean(dk), dk)
 
 
-def _conditional_kernels(Q):
-    """`D_ik[a, b]`: the row-normalised density of `z_2 = z_b` given `z_1 = z_a` on the grid, for
-    `corr(z_1, z_2) = rho_ik` (a function of the state only, not of the rule)."""
+# The off-diagonal moment `E[pi_i(z_1) z_1 pi_k(z_2) z_2]` of a pair `i < k` is the bilinear form
+# `f_i^T S_ik f_k` of `f_i = pi_i(z) z` on the grid, with `S_ik = (W + W^T) / 2`, `W[a, b] = wz_a D(b | a)` the
+# grid weight of `z_1 = z_a` times the row-normalised conditional density of `z_2 = z_b` given `z_1 = z_a`
+# (correlation `rho_ik`). `S` depends on the state only: it is built once, outside the optimisation, for the
+# `K (K - 1) / 2` pairs (`(K - 1) K / 2 * 400^2` floats) when that fits in `_KERNEL_BYTES`, and otherwise
+# rebuilt inside the step in chunks. Symmetrising `W` changes nothing: `Q'` is symmetrised anyway (the `(i, k)`
+# and `(k, i)` moments differ only by quadrature error), and a symmetric `S` makes one pass over it give both
+# gradients (`d/df_i = S f_k`, `d/df_k = S f_i`, the latter exact up to the rounding asymmetry of `S`).
+
+_KERNEL_BYTES = 2**28
+_PAIR_BATCH = 16
+
+
+def _pair_correlations(Q):
+    """`(rho, sq)` of every pair `i < k`: the correlation and `max(sqrt(1 - rho^2), 1e-3)`."""
+    K = Q.shape[0]
     d = jnp.sqrt(jnp.diag(Q))
     rho = jnp.clip(Q / (d[:, None] * d[None, :]), -1.0, 1.0)
     sq = jnp.maximum(jnp.sqrt(jnp.clip(1.0 - rho * rho, 0.0, 1.0)), 1e-3)
+    iu, ku = np.triu_indices(K, 1)
+    return rho[iu, ku], sq[iu, ku]
+
+
+def _pair_kernel(rho, sq):
+    """`S[a, b]` of one pair (see above)."""
     z = jnp.asarray(_GRID_Z)
-
-    def kern(i, k):
-        logd = -0.5 * jnp.square((z[None, :] - rho[i, k] * z[:, None]) / sq[i, k])
-        logd = logd - jnp.max(logd, axis=1, keepdims=True)
-        dens = jnp.exp(logd)
-        return dens / jnp.sum(dens, axis=1, keepdims=True)
-
-    return kern
+    logd = -0.5 * jnp.square((z[None, :] - rho * z[:, None]) / sq)
+    logd = logd - jnp.max(logd, axis=1, keepdims=True)
+    dens = jnp.exp(logd)
+    W = jnp.asarray(_GRID_W)[:, None] * (dens / jnp.sum(dens, axis=1, keepdims=True))
+    return 0.5 * (W + W.T)  # symmetric up to rounding (XLA may evaluate exp differently in the two positions)
 
 
-def conditional_kernels(state: Overlaps) -> Float[Array, "K K n n"]:
-    """All `D_ik` of [`edge_rule_moments`][] at once (`K^2 400^2` floats), to precompute outside a loop."""
-    kern = _conditional_kernels(state.Q)
-    K = state.K
-    return jax.vmap(lambda i: jax.vmap(lambda k: kern(i, k))(jnp.arange(K)))(jnp.arange(K))
+def _pair_apply(src, V):
+    """`S_p V_p` for every pair: `src` the kernels `(P, n, n)`, or `(rho, sq)` to build them chunk by chunk."""
+    if isinstance(src, tuple):
+        rho, sq = src
+        return jax.lax.map(lambda a: _pair_kernel(a[0], a[1]) @ a[2], (rho, sq, V), batch_size=_PAIR_BATCH)
+    return jnp.einsum("pab,pbc->pac", src, V)
 
 
-def edge_rule_moments(
-    state: Overlaps, rule: EdgeRule, keep: Float[ArrayLike, ""], *, allocation: Literal["uniform", "free"] = "uniform",
-    kernels: Float[Array, "K K n n"] | None = None,
-) -> tuple[Float[Array, "K K"], Float[Array, "K M"], Float[Array, " K"]]:
-    """Gaussian-equivalent moments of the rule (THEORY.md 6.2), rescale included:
-    `Q'_ii = c_i^2 Q_ii E[pi_i z^2]`, `R'_in = c_i R_in E[pi_i z^2]`,
-    `Q'_ik = c_i c_k sqrt(Q_ii Q_kk) E[pi_i(z_1) z_1 pi_k(z_2) z_2]` with `corr(z_1, z_2) = Q_ik/sqrt(Q_ii Q_kk)`
-    (a uniform 400-point grid on [-7, 7] for `z_1`, and the row-normalised conditional density of `z_2 | z_1`
-    on the same grid). **Returns:** `(Q', R', kappa)`."""
-    tau = _solve_shift(rule, keep, allocation)
+@jax.custom_vjp
+def _pair_bilinear(src, fi, fk):
+    """`f_i^T S_p f_k` per pair `p = (i, k)`; no gradient to `src` (the kernels are a function of the state)."""
+    return _pair_bilinear_fwd(src, fi, fk)[0]
+
+
+def _pair_bilinear_fwd(src, fi, fk):
+    Y = _pair_apply(src, jnp.stack([fk, fi], axis=-1))  # (P, n, 2): S f_k and S f_i, one pass over S
+    return jnp.sum(fi * Y[..., 0], axis=-1), Y
+
+
+def _pair_bilinear_bwd(Y, g):
+    return None, g[:, None] * Y[..., 0], g[:, None] * Y[..., 1]
+
+
+_pair_bilinear.defvjp(_pair_bilinear_fwd, _pair_bilinear_bwd)
+
+
+@jax.jit
+def _pair_kernels(Q):
+    rho, sq = _pair_correlations(Q)
+    if rho.shape[0] == 0:
+        return jnp.zeros((0, _GRID_N, _GRID_N), Q.dtype)
+    return jax.lax.map(lambda a: _pair_kernel(a[0], a[1]), (rho, sq), batch_size=_PAIR_BATCH)
+
+
+def conditional_kernels(state: Overlaps) -> Float[Array, "P n n"]:
+    """The symmetrised pair kernels `S_ik` (pairs `i < k` in `np.triu_indices(K, 1)` order, `400 x 400` each)
+    of [`edge_rule_moments`][], to compute once outside a loop (`K (K - 1) / 2 * 400^2` floats; K = 20: 243 MB)."""
+    return _pair_kernels(jax.lax.stop_gradient(state.Q))
+
+
+def _kernels_fit(K: int) -> bool:
+    return K * (K - 1) // 2 * _GRID_N**2 * 8 <= _KERNEL_BYTES
+
+
+def _edge_rule_moments(state: Overlaps, rule: EdgeRule, keep, free, kernels):
+    tau = _solve_shift(rule, keep, free)
     z = jnp.asarray(_GRID_Z)
     wz = jnp.asarray(_GRID_W)
     pz = rule.keep_prob(z, tau)  # (K, n)
@@ -707,22 +925,31 @@ def edge_rule_moments(
     d = jnp.sqrt(jnp.diag(state.Q))
     K = state.K
     fz = pz * z[None]  # f_i(z) = pi_i(z) z on the grid
-    if kernels is None:
-        kern = _conditional_kernels(jax.lax.stop_gradient(state.Q))
-
-        def row(i):  # cross[i, k] = sum_a wz_a f_i(z_a) sum_b D_ik[a, b] f_k(z_b)
-            return jnp.einsum("a,kab,kb->k", wz * fz[i], jax.lax.map(lambda k: kern(i, k), jnp.arange(K)), fz)
-
-        cross = jax.lax.map(row, jnp.arange(K))
-    else:
-        cross = jnp.einsum("ia,ikab,kb->ik", wz[None] * fz, kernels, fz)
+    iu, ku = np.triu_indices(K, 1)
+    off = jnp.zeros((K, K), fz.dtype)
+    if iu.size:
+        src = _pair_correlations(jax.lax.stop_gradient(state.Q)) if kernels is None else kernels
+        cross = _pair_bilinear(src, fz[iu], fz[ku])
+        off = off.at[iu, ku].set(cross).at[ku, iu].set(cross)
     c = jnp.exp(rule.log_scale)
     eye = jnp.eye(K, dtype=bool)
-    Qp = jnp.where(eye, jnp.diag(d * d * m2), d[:, None] * d[None, :] * cross)
-    Qp = 0.5 * (Qp + Qp.T)
+    Qp = jnp.where(eye, jnp.diag(d * d * m2), d[:, None] * d[None, :] * off)
     Qp = c[:, None] * c[None, :] * Qp
     Rp = (c * m2)[:, None] * state.R
     return Qp, Rp, kappa
+
+
+def edge_rule_moments(
+    state: Overlaps, rule: EdgeRule, keep: Float[ArrayLike, ""], *, allocation: Literal["uniform", "free"] = "uniform",
+    kernels: Float[Array, "P n n"] | None = None,
+) -> tuple[Float[Array, "K K"], Float[Array, "K M"], Float[Array, " K"]]:
+    """Gaussian-equivalent moments of the rule (THEORY.md 6.2), rescale included:
+    `Q'_ii = c_i^2 Q_ii E[pi_i z^2]`, `R'_in = c_i R_in E[pi_i z^2]`,
+    `Q'_ik = c_i c_k sqrt(Q_ii Q_kk) E[pi_i(z_1) z_1 pi_k(z_2) z_2]` with `corr(z_1, z_2) = Q_ik/sqrt(Q_ii Q_kk)`
+    (a uniform 400-point grid on [-7, 7] for `z_1`, and the row-normalised conditional density of `z_2 | z_1`
+    on the same grid; the `(i, k)` and `(k, i)` quadratures averaged). `kernels`: the output of
+    [`conditional_kernels`][] (else built here, chunk by chunk). **Returns:** `(Q', R', kappa)`."""
+    return _edge_rule_moments(state, rule, keep, _free_flag(allocation), kernels)
 
 
 def edge_rule_state(state: Overlaps, rule: EdgeRule, keep, *, allocation="uniform", refit=False,
@@ -733,6 +960,26 @@ def edge_rule_state(state: Overlaps, rule: EdgeRule, keep, *, allocation="unifor
     if refit:
         st = eqx.tree_at(lambda s: s.v, st, optimal_second_layer(st, activation))
     return st
+
+
+def _rule_mask(key, w, rule: EdgeRule, keep, free, exact_budget: bool):
+    """One concrete mask of [`sample_edge_rule_mask`][] (traced `free`; the exact budgets `round(keep N)` per
+    unit and `round(keep K N)` in all are both computed and the flag picks one)."""
+    tau = _solve_shift(rule, keep, free)
+    z = w / jnp.sqrt(jnp.mean(w * w, axis=1, keepdims=True))
+    K, N = w.shape
+    logit = jax.vmap(lambda zi, i: rule.keep_logit(zi, tau)[i])(z, jnp.arange(K))
+    if not exact_budget:
+        return _draw(jax.random.uniform, key, (K, N), w.dtype) < jax.nn.sigmoid(logit)
+    score = logit + _draw(jax.random.logistic, key, (K, N), w.dtype)
+    per_unit = jax.vmap(lambda s: _top_mask(s, jnp.round(keep * N)))(score)
+    total = _top_mask(score, jnp.round(keep * K * N))
+    return jnp.where(free, total, per_unit)
+
+
+@functools.partial(jax.jit, static_argnames=("exact_budget",))
+def _rule_masks(keys, w, rule, keep, free, *, exact_budget=True):
+    return jax.vmap(lambda kd: _rule_mask(kd, w, rule, keep, free, exact_budget))(keys)
 
 
 def sample_edge_rule_mask(key: PRNGKeyArray, w: Float[Array, "K N"], rule: EdgeRule, keep, *,
@@ -746,17 +993,10 @@ def sample_edge_rule_mask(key: PRNGKeyArray, w: Float[Array, "K N"], rule: EdgeR
     moments of [`edge_rule_moments`][] apply). Note: Gumbel-top-k on the log-odds would be *successive*
     sampling (Plackett-Luce), whose large-N inclusion probability is `1 - exp(-t odds_ij)`, not `pi`.
     """
-    tau = _solve_shift(rule, keep, allocation)
-    z = w / jnp.sqrt(jnp.mean(w * w, axis=1, keepdims=True))
-    K, N = w.shape
-    logit = jax.vmap(lambda zi, i: rule.keep_logit(zi, tau)[i])(z, jnp.arange(K))
-    if not exact_budget:
-        return jax.random.uniform(key, (K, N), w.dtype) < jax.nn.sigmoid(logit)
-    score = logit + jax.random.logistic(key, (K, N), w.dtype)
-    if allocation == "uniform":
-        kk = int(round(keep * N))
-        return jax.vmap(lambda s: _top_mask(s, kk))(score)
-    return _top_mask(score, int(round(keep * K * N)))
+    w = jnp.asarray(w)
+    free = _free_flag(allocation)
+    return _rule_masks(jnp.asarray(key)[None], w, rule, jnp.asarray(keep, w.dtype), jnp.asarray(free),
+                       exact_budget=bool(exact_budget))[0]
 
 
 class RuleDesign(eqx.Module):
@@ -769,6 +1009,32 @@ class RuleDesign(eqx.Module):
     trace: DesignTrace
 
 
+class _RuleLoss(eqx.Module):
+    """The keep-rule problem of [`design_edge_rule`][]: both allocations share one compiled step (`free` is an
+    array), and the pair kernels are an argument (or `None`: rebuilt in chunks inside the step)."""
+
+    state: Overlaps
+    kernels: Float[Array, "P n n"] | None
+    keep: Float[Array, ""]
+    free: Bool[Array, ""]
+    rescale: bool = eqx.field(static=True)
+    refit: bool = eqx.field(static=True)
+    activation: AbstractActivation = eqx.field(static=True)
+
+    def one(self, rule):
+        if not self.rescale:
+            rule = eqx.tree_at(lambda r: r.log_scale, rule, jax.lax.stop_gradient(rule.log_scale))
+        Qp, Rp, kappa = _edge_rule_moments(self.state, rule, self.keep, self.free, self.kernels)
+        st = Overlaps(Q=Qp, R=Rp, T=self.state.T, v=self.state.v, v_star=self.state.v_star)
+        if self.refit:
+            st = eqx.tree_at(lambda s: s.v, st, optimal_second_layer(st, self.activation))
+        return generalisation_error(st, self.activation), kappa
+
+    def __call__(self, p, hyp):
+        e, kappa = jax.vmap(self.one)(p)
+        return e, (e, kappa)
+
+
 def design_edge_rule(
     state: Overlaps,
     keep: float,
@@ -779,44 +1045,36 @@ def design_edge_rule(
     slopes: tuple[float, ...] = (1.0, 3.0, 8.0),
     steps: int = 300,
     learning_rate: float = 0.05,
+    kernels: Float[Array, "P n n"] | None = None,
     activation: AbstractActivation | str = Erf(),
     progress: Callable[[int], None] | None = None,
 ) -> RuleDesign:
     """Optimise the keep rule's per-unit slopes, offsets (for `allocation="free"`) and rescales for the
-    Gaussian-equivalent error at keep fraction `keep` (one restart per initial slope in `slopes`)."""
+    Gaussian-equivalent error at keep fraction `keep` (one restart per initial slope in `slopes`).
+
+    `kernels`: [`conditional_kernels`][]`(state)`, to share between calls on the same state; by default they
+    are computed here when they fit in 256 MB (`K <= 20`) and rebuilt inside every step otherwise. Both
+    allocations and every `keep` share one compiled step."""
     activation = get_activation(activation)
     _check_keep(keep)
     _check_steps(steps)
     _check_positive(learning_rate, "learning_rate")
-    if allocation not in ("uniform", "free"):
-        raise ValueError(f"allocation must be 'uniform' or 'free', got {allocation!r}")
+    free = _free_flag(allocation)
     K, dtype = state.K, state.Q.dtype
     R = len(slopes)
-    rules = EdgeRule(a=jnp.zeros((R, K), dtype), log_slope=jnp.log(jnp.asarray(slopes, dtype))[:, None] * jnp.ones((R, K), dtype),
+    log_slope = np.log(np.asarray(slopes, np.float64))[:, None] * np.ones((R, K))
+    rules = EdgeRule(a=jnp.zeros((R, K), dtype), log_slope=jnp.asarray(log_slope, dtype),
                      log_scale=jnp.zeros((R, K), dtype))
-    keep_arr = jnp.asarray(keep, dtype)
-    # precompute the conditional kernels when they fit in 256 MB (else they are rebuilt inside every step)
-    kernels = conditional_kernels(state) if K * K * _GRID_N**2 * 8 <= 2**28 else None
-
-    def one(rule, kern):
-        if not rescale:
-            rule = eqx.tree_at(lambda r: r.log_scale, rule, jax.lax.stop_gradient(rule.log_scale))
-        st = edge_rule_state(state, rule, keep_arr, allocation=allocation, refit=refit, activation=activation,
-                             kernels=kern)
-        return generalisation_error(st, activation)
-
-    def loss_fn(p, hyp):  # the kernels enter as an argument, not as a constant folded by XLA
-        e = jax.vmap(one, (0, None))(p, hyp.get("kernels"))
-        return e, e
-
-    params, trace = run_design(loss_fn, rules, optimizer=optax.adam(learning_rate), steps=steps,
-                               hyper=(lambda t: {"kernels": kernels}) if kernels is not None else (lambda t: {}),
-                               progress=progress)
-    errs = jax.vmap(one, (0, None))(params, kernels)
-    best = int(jnp.argmin(errs))
-    rule = jax.tree.map(lambda x: x[best], params)
-    _, _, kappa = edge_rule_moments(state, rule, keep_arr, allocation=allocation)
-    return RuleDesign(rule=rule, error=errs[best], keep_fractions=kappa, trace=trace)
+    if kernels is None and _kernels_fit(K):
+        kernels = conditional_kernels(state)
+    problem = _RuleLoss(state=state, kernels=kernels, keep=jnp.asarray(keep, dtype), free=jnp.asarray(free),
+                        rescale=bool(rescale), refit=bool(refit), activation=activation)
+    params, trace = run_design(problem, rules, optimizer=_adam(learning_rate), steps=steps, progress=progress)
+    errs, kappas = (np.asarray(x) for x in trace.final_aux)
+    best = int(np.argmin(errs))
+    rule = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[best]), params)
+    return RuleDesign(rule=rule, error=jnp.asarray(errs[best]), keep_fractions=jnp.asarray(kappas[best]),
+                      trace=trace)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -845,6 +1103,29 @@ class SubsetDesign(eqx.Module):
     trace: DesignTrace
 
 
+@eqx.filter_jit
+def _kdpp_base(state: Overlaps, masks, kernel: str, activation):
+    """`log det L0_S` of every subset (`-1e30` where the minor is not positive)."""
+    K = state.K
+    L0 = state.Q if kernel == "Q" else activation_covariance(state, activation)[:K, :K]
+    eye = jnp.eye(K, dtype=L0.dtype)
+    sign, ld = jax.vmap(lambda m: jnp.linalg.slogdet(jnp.where(m[:, None] & m[None, :], L0, eye)))(masks)
+    return jnp.where(sign > 0, ld, -1e30)
+
+
+class _SubsetLoss(eqx.Module):
+    """Exact expected error of a subset distribution (both families share one compiled step)."""
+
+    masks: Bool[Array, "C K"]
+    base: Float[Array, " C"]
+    errors: Float[Array, " C"]
+
+    def __call__(self, theta, hyp):
+        probs = jnp.exp(subset_log_probs(theta, self.masks, self.base))
+        e = probs @ self.errors
+        return e[None], probs
+
+
 def design_subset_distribution(
     state: Overlaps,
     k: int,
@@ -867,29 +1148,24 @@ def design_subset_distribution(
     _check_positive(learning_rate, "learning_rate")
     if math.comb(K, k) > 200_000:
         raise ValueError(f"C(K={K}, k={k}) = {math.comb(K, k)} subsets exceeds 2e5; choose k closer to 0 or K")
-    masks = jnp.asarray(enumerate_subsets(K, k))
+    if family not in ("kdpp", "bernoulli"):
+        raise ValueError(f"family must be 'kdpp' or 'bernoulli', got {family!r}")
+    masks_np = enumerate_subsets(K, k)
+    masks = jnp.asarray(masks_np)
     errs = node_subset_errors(state, masks, reweight=reweight, activation=activation) if subset_errors is None \
         else jnp.asarray(subset_errors)
     if family == "kdpp":
-        L0 = state.Q if kernel == "Q" else activation_covariance(state, activation)[:K, :K]
-        eye = jnp.eye(K, dtype=L0.dtype)
-        sign, ld = jax.vmap(lambda m: jnp.linalg.slogdet(jnp.where(m[:, None] & m[None, :], L0, eye)))(masks)
-        base = jnp.where(sign > 0, ld, -1e30)
-    elif family == "bernoulli":
-        base = jnp.zeros(masks.shape[0], state.Q.dtype)
+        base = _kdpp_base(state, masks, kernel, activation)
     else:
-        raise ValueError(f"family must be 'kdpp' or 'bernoulli', got {family!r}")
-
-    def loss_fn(theta, hyp):
-        e = jnp.exp(subset_log_probs(theta, masks, base)) @ errs
-        return e[None], e
-
+        base = jnp.zeros(masks.shape[0], state.Q.dtype)
     theta0 = jnp.zeros(K, state.Q.dtype)
-    theta, trace = run_design(loss_fn, theta0, optimizer=optax.adam(learning_rate), steps=steps, progress=progress)
-    probs = jnp.exp(subset_log_probs(theta, masks, base))
-    mode = int(jnp.argmax(probs))
-    return SubsetDesign(theta=theta, expected_error=probs @ errs, mode=masks[mode], mode_error=errs[mode],
-                        best_error=jnp.min(errs), probs=probs, masks=masks, trace=trace)
+    theta, trace = run_design(_SubsetLoss(masks=masks, base=base, errors=errs), theta0,
+                              optimizer=_adam(learning_rate), steps=steps, progress=progress)
+    probs, errs_np = np.asarray(trace.final_aux), np.asarray(errs)
+    mode = int(np.argmax(probs))
+    return SubsetDesign(theta=theta, expected_error=jnp.asarray(probs @ errs_np), mode=jnp.asarray(masks_np[mode]),
+                        mode_error=jnp.asarray(errs_np[mode]), best_error=jnp.asarray(errs_np.min()),
+                        probs=jnp.asarray(probs), masks=masks, trace=trace)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -897,11 +1173,22 @@ def design_subset_distribution(
 # --------------------------------------------------------------------------------------------------
 
 
+def _retrain_field(t, y, args):
+    config, mask = args
+    d = vector_field(y, config)
+    return eqx.tree_at(lambda s: s.v, d, d.v * mask)
+
+
+# module level: `diffeqsolve` is compiled on its static arguments (the term among them), so a fresh closure per
+# call would compile it again on every eager call; the mask and configuration travel in `args`
+_RETRAIN_TERM = diffrax.ODETerm(_retrain_field)
+
+
 def retrain_pruned(
     state: Overlaps,
     mask: Float[Array, " K"],
     config: SGDConfig,
-    duration: float,
+    duration: float | Float[Array, ""],
     *,
     rtol: float = 1e-6,
     atol: float = 1e-9,
@@ -911,14 +1198,11 @@ def retrain_pruned(
     """Train the pruned student (second layer `state.v`, already zero on pruned units) for `duration` with the
     ODEs of THEORY.md 4, second-layer updates gated by `mask` (`dv_i -> m_i dv_i`), so that at a binary mask the
     pruned units stay pruned; first-layer updates of a unit with `v_i = 0` vanish on their own.
-    Differentiable (diffrax `RecursiveCheckpointAdjoint` by default). **Returns:** the state at the end."""
-
-    def field(t, y, args):
-        d = vector_field(y, config)
-        return eqx.tree_at(lambda s: s.v, d, d.v * mask)
-
+    Differentiable (diffrax `RecursiveCheckpointAdjoint` by default; `diffrax.ForwardMode()` for forward-mode
+    derivatives, as [`design_through_training`][] uses). **Returns:** the state at the end."""
+    t1 = float(duration) if isinstance(duration, (int, float, np.integer, np.floating)) else duration
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), diffrax.Tsit5(), t0=0.0, t1=float(duration), dt0=None, y0=state,
+        _RETRAIN_TERM, diffrax.Tsit5(), t0=0.0, t1=t1, dt0=None, y0=state, args=(config, mask),
         saveat=diffrax.SaveAt(t1=True), stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps, adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
         throw=False,
@@ -928,8 +1212,11 @@ def retrain_pruned(
 
 class TrainingDesign(eqx.Module):
     """A unit subset designed for the error after retraining: `mask`, `error` (exact final `eps_g` of the hard
-    subset after retraining), `relaxed_error`, `soft_mask`, `trace`, and `reweight` (the reweighting applied at
-    prune time: `"none"` or `"optimal"`)."""
+    subset after retraining), `relaxed_error` (of the restart the subset came from; NaN for a given candidate),
+    `soft_mask`, `trace`, `reweight` (the reweighting applied at prune time: `"none"` or `"optimal"`), and
+    `origin`: which candidate won before polishing (`"optimised"`: a restart's final soft mask, `"start"`: a
+    restart's starting subset, `"candidate i"`: row `i` of the `candidates` passed in), and `evaluations`: how
+    many (subset, reweighting) pairs were evaluated exactly (ODE) on the way (brute force: `2 C(K, k)`)."""
 
     mask: Bool[Array, " K"]
     error: Float[Array, ""]
@@ -937,17 +1224,109 @@ class TrainingDesign(eqx.Module):
     soft_mask: Float[Array, " K"]
     trace: DesignTrace
     reweight: str = eqx.field(static=True, default="optimal")
+    origin: str = eqx.field(static=True, default="optimised")
+    evaluations: int = eqx.field(static=True, default=0)
 
 
 def _pruned_start(state, m, reweight, rho, activation):
     return eqx.tree_at(lambda s: s.v, state, _relaxed_node_v(state, m, reweight, rho, activation))
 
 
-def _pruned_start_flag(state, m, use_optimal, rho, activation):
-    """[`_pruned_start`][] with the reweighting picked by a traced flag (`True`: ridge-relaxed optimal,
-    `False`: `m v`), so that restarts of both kinds share one compiled step."""
-    v = jnp.where(use_optimal, _relaxed_node_v(state, m, "optimal", rho, activation), m * state.v)
-    return eqx.tree_at(lambda s: s.v, state, v)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _forward_mode(fn, x, data):
+    """`fn(x, data)` whose reverse-mode derivative in `x` is computed in forward mode: one JVP per coordinate
+    of `x` (pushed through together with the primal, vmapped), contracted with the cotangent. For a few
+    parameters through a long ODE solve this is cheaper to compile than reverse mode through diffrax's
+    checkpointed loop. No derivative to `data`."""
+    return fn(x, data)
+
+
+def _forward_mode_fwd(fn, x, data):
+    n = x.size
+    basis = jnp.eye(n, dtype=x.dtype).reshape((n,) + x.shape)
+    out, tangents = jax.vmap(lambda t: jax.jvp(lambda y: fn(y, data), (x,), (t,)), out_axes=(None, 0))(basis)
+    return out, (tangents, jnp.zeros_like(x))
+
+
+def _forward_mode_bwd(fn, res, g):
+    tangents, x0 = res
+    gx = sum(jnp.tensordot(t, c, axes=c.ndim) for t, c in zip(jax.tree.leaves(tangents), jax.tree.leaves(g)))
+    return gx.reshape(x0.shape), None
+
+
+_forward_mode.defvjp(_forward_mode_fwd, _forward_mode_bwd)
+
+# how the second layer is set at prune time, per row (a traced code, so that all kinds share one program):
+# `m v`; the ridge-relaxed optimum of `_relaxed_node_v`; the exact optimal reweighting of the subset `m > 1/2`
+_MODE_NONE, _MODE_RELAXED, _MODE_EXACT = 0.0, 1.0, 2.0
+
+
+def _training_final(m, data):
+    problem, mode = data
+    st, act = problem.state, problem.config.activation
+    v0 = jnp.where(mode == _MODE_NONE, m * st.v,
+                   jnp.where(mode == _MODE_RELAXED, _relaxed_node_v(st, m, "optimal", problem.rho, act),
+                             _masked_node_v(st, m > 0.5, "optimal", act)))
+    final = retrain_pruned(eqx.tree_at(lambda s: s.v, st, v0), m, problem.config, problem.duration,
+                           rtol=problem.rtol, atol=problem.atol, adjoint=diffrax.ForwardMode())
+    return generalisation_error(final, act), final
+
+
+class _TrainingLoss(eqx.Module):
+    """The through-training problem: rows of relaxed masks, each with its prune-time reweighting code
+    (`modes`); the final error after the ODE solve, differentiated in forward mode."""
+
+    state: Overlaps
+    config: SGDConfig
+    duration: Float[Array, ""]
+    rho: Float[Array, ""]
+    k: Float[Array, ""]
+    modes: Float[Array, " R"]
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True, default=1e-9)
+
+    def one(self, m, mode, hyp):
+        err, final = _forward_mode(_training_final, m, (self, mode))
+        return err + hyp["binarise"] * jnp.mean(m * (1 - m)), (err, final)
+
+    def __call__(self, p, hyp):
+        return jax.vmap(self.one, (0, 0, None))(p, self.modes, hyp)
+
+    def project(self, p):
+        return jax.vmap(lambda m: project_capped_simplex(m, self.k))(p)
+
+
+def _training_problem(state, config, k, duration, *, rows, rho=10.0, rtol=1e-6, atol=1e-9) -> _TrainingLoss:
+    dtype = state.Q.dtype
+    return _TrainingLoss(state=state, config=config, duration=jnp.asarray(duration, dtype),
+                         rho=jnp.asarray(rho, dtype), k=jnp.asarray(k, dtype),
+                         modes=jnp.asarray(np.zeros(rows), dtype), rtol=float(rtol), atol=float(atol))
+
+
+def _evaluate_training(problem: _TrainingLoss, optimizer, masks, modes) -> tuple[np.ndarray, Overlaps]:
+    """Exact final `eps_g` (and final states) of hard subsets (rows of `masks`, prune-time reweighting code per
+    row), through the compiled design step itself (`R` rows per call, its update discarded), so that no second
+    ODE program is compiled."""
+    dtype = np.dtype(problem.state.Q.dtype)
+    R = problem.modes.shape[0]
+    masks = np.asarray(masks, dtype)
+    modes = np.broadcast_to(np.asarray(modes, dtype), (masks.shape[0],))
+    n = masks.shape[0]
+    pad = (-n) % R
+    if pad:
+        masks = np.concatenate([masks, np.repeat(masks[-1:], pad, axis=0)])
+        modes = np.concatenate([modes, np.repeat(modes[-1:], pad)])
+    hyp = _hyper_arrays({"penalty": 0.0, "binarise": 0.0}, dtype)
+    opt_state = optimizer.init(jnp.asarray(masks[:R]))
+    errs, finals = [], []
+    for s in range(0, masks.shape[0], R):
+        prob = eqx.tree_at(lambda p: p.modes, problem, jnp.asarray(modes[s:s + R]))
+        out = _design_step(prob, optimizer, prob.project, jnp.asarray(masks[s:s + R]), opt_state, hyp)
+        err, final = out[4]
+        errs.append(np.asarray(err))
+        finals.append(jax.device_get(final))
+    final = jax.tree.map(lambda *x: np.concatenate(x)[:n], *finals)
+    return np.concatenate(errs)[:n], final
 
 
 def design_through_training(
@@ -966,18 +1345,24 @@ def design_through_training(
     key: PRNGKeyArray | None = None,
     rtol: float = 1e-6,
     exact_errors: Callable[[np.ndarray, str], np.ndarray] | None = None,
+    candidates: Bool[ArrayLike, "E K"] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TrainingDesign:
     """Design the subset of `k` units kept at `alpha_p` (the time of `state`) so that the error after
     retraining for `duration` is minimal: relaxed mask `m` (projected onto `sum m = k`), pruned start
-    `v'(m)` as in [`design_node_mask`][], gradients through the ODE solve of [`retrain_pruned`][]; rounding as
-    in [`design_node_mask`][] (top `k` of each restart, then exact one-unit exchanges when `polish`).
+    `v'(m)` as in [`design_node_mask`][], gradients through the ODE solve of [`retrain_pruned`][] (forward
+    mode: one tangent per unit); rounding as in [`design_node_mask`][] (top `k` of each restart, then exact
+    one-unit exchanges when `polish`).
 
     `reweight="best"` designs the reweighting too: `restarts` restarts with `v'(m) = m v` and `restarts` with
     the relaxed optimal reweighting run side by side (one compiled step), and the better hard result is kept.
-    `exact_errors(masks, reweight) -> errors` replaces the exact evaluation of hard subsets (default
-    [`training_subset_errors`][]), e.g. a table of all subsets already computed."""
-    activation = config.activation
+    The candidates evaluated exactly are the rounded restarts, the restarts' starting subsets (so the result is
+    never worse than where the optimiser started) and `candidates` (extra subsets, e.g. the best subset at
+    prune time), each with the restarts' reweighting(s); with `polish`, every distinct candidate is improved by
+    exact one-unit exchanges (a local search; each subset is evaluated once) and the best result is kept;
+    `origin` says which kind of candidate it came from, `evaluations` how many exact evaluations were used.
+    `exact_errors(masks, reweight) -> errors` replaces the exact evaluation of hard subsets (default: the ODE
+    through the compiled design step itself), e.g. a table of all subsets already computed."""
     K = state.K
     _check_k(k, K)
     _check_steps(steps)
@@ -985,47 +1370,63 @@ def design_through_training(
     _check_positive(duration, "duration")
     if reweight not in ("none", "optimal", "best"):
         raise ValueError(f"reweight must be 'none', 'optimal' or 'best', got {reweight!r}")
+    if not (isinstance(restarts, int) and restarts >= 1):
+        raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
     key = jax.random.key(0) if key is None else key
     dtype = state.Q.dtype
-    imp = jnp.abs(state.v) * jnp.sqrt(jnp.diag(state.Q))
-    m0 = jnp.concatenate(
-        [project_capped_simplex(imp / jnp.max(imp), k)[None],
-         jax.random.uniform(key, (restarts - 1, K), dtype)], axis=0)
-    m0 = jax.vmap(lambda m: project_capped_simplex(m, k))(m0)
     kinds = ("none", "optimal") if reweight == "best" else (reweight,)
-    flags = jnp.repeat(jnp.asarray([kd == "optimal" for kd in kinds]), restarts)
-    m0 = jnp.concatenate([m0] * len(kinds), axis=0)
+    problem = _training_problem(state, config, k, duration, rows=len(kinds) * restarts, rho=rho, rtol=rtol)
+    modes = np.repeat([_MODE_NONE if kd == "none" else _MODE_RELAXED for kd in kinds], restarts)
+    problem = eqx.tree_at(lambda p: p.modes, problem, jnp.asarray(modes, dtype))
+    m0 = np.asarray(_node_mask_init(state, key, problem.k, restarts=restarts, logit=False))
+    m0 = np.concatenate([m0] * len(kinds), axis=0)
     hyper = _budget_hyper("projection", steps, (0.0, 0.0), binarise)
+    optimizer = _adam(learning_rate)
 
     if exact_errors is None:
         def exact_errors(ms, rw):
-            return np.asarray(training_subset_errors(state, config, jnp.asarray(ms), duration, reweight=rw,
-                                                     rtol=rtol))
+            code = _MODE_NONE if rw == "none" else _MODE_EXACT
+            return _evaluate_training(problem, optimizer, ms, code)[0]
 
-    def one_loss(m, flag, hyp):
-        final = retrain_pruned(_pruned_start_flag(state, m, flag, rho, activation), m, config, duration, rtol=rtol)
-        err = generalisation_error(final, activation)
-        return err + hyp["binarise"] * jnp.mean(m * (1 - m)), err
+    memo: dict = {}
 
-    params, trace = run_design(
-        lambda p, h: jax.vmap(one_loss, (0, 0, None))(p, flags, h), m0, optimizer=optax.adam(learning_rate),
-        steps=steps, hyper=hyper, project=lambda p: jax.vmap(lambda m: project_capped_simplex(m, k))(p),
-        progress=progress)
-    masks = np.asarray(jax.vmap(lambda m: _top_mask(m, k))(params))
-    relaxed = np.asarray(jax.vmap(one_loss, (0, 0, None))(params, flags, hyper(steps - 1))[1])
+    def exact(ms, kd):  # every subset evaluated at most once per reweighting (and counted)
+        ms = np.asarray(ms, bool).reshape(-1, K)
+        todo = [m for m in dict.fromkeys(map(tuple, ms)) if (kd, m) not in memo]
+        if todo:
+            for m, e in zip(todo, np.asarray(exact_errors(np.asarray(todo, bool), kd))):
+                memo[(kd, m)] = float(e)
+        return np.asarray([memo[(kd, tuple(m))] for m in ms])
+
+    params, trace = run_design(problem, jnp.asarray(m0), optimizer=optimizer, steps=steps, hyper=hyper,
+                               project=problem.project, progress=progress)
+    params = np.asarray(params)
+    relaxed = np.asarray(trace.final_aux[0])
+    extra = np.zeros((0, K), bool) if candidates is None else np.asarray(candidates, bool).reshape(-1, K)
     best = None
     for j, kd in enumerate(kinds):
-        sl = slice(j * restarts, (j + 1) * restarts)
-        errs = np.asarray(exact_errors(masks[sl], kd))
-        i = int(np.argmin(errs))
-        mask, err = masks[sl][i], float(errs[i])
-        if polish:
-            mask, err = _swap_polish(lambda ms, kd=kd: exact_errors(ms, kd), mask, K)
-        if best is None or err < best[1]:
-            best = (mask, err, kd, j * restarts + i)
-    mask, err, kd, i = best
-    return TrainingDesign(mask=jnp.asarray(mask), error=jnp.asarray(err, dtype), relaxed_error=jnp.asarray(relaxed[i]),
-                          soft_mask=params[i], trace=trace, reweight=kd)
+        rows = range(j * restarts, (j + 1) * restarts)
+        cands = [(_top_mask_np(params[r], k), "optimised", r) for r in rows]
+        cands += [(_top_mask_np(m0[r], k), "start", r) for r in rows]
+        cands += [(m, f"candidate {i}", None) for i, m in enumerate(extra)]
+        errs = exact(np.stack([c[0] for c in cands]), kd)
+        seen = set()
+        for i in np.argsort(errs, kind="stable"):  # every distinct candidate, best first, polished in turn
+            mask, err = cands[i][0], float(errs[i])
+            if tuple(mask) in seen:
+                continue
+            seen.add(tuple(mask))
+            if polish:
+                mask, err, _ = _swap_polish(lambda ms, kd=kd: exact(ms, kd), mask, K)
+            if best is None or err < best[1]:
+                best = (mask, err, kd, cands[i][1], cands[i][2])
+            if not polish:
+                break
+    mask, err, kd, origin, r = best
+    rel = relaxed[r] if r is not None else np.nan
+    soft = params[r] if origin == "optimised" else (m0[r] if origin == "start" else extra[int(origin[10:])].astype(dtype))
+    return TrainingDesign(mask=jnp.asarray(mask), error=jnp.asarray(err, dtype), relaxed_error=jnp.asarray(rel, dtype),
+                          soft_mask=jnp.asarray(soft), trace=trace, reweight=kd, origin=origin, evaluations=len(memo))
 
 
 @eqx.filter_jit
@@ -1060,36 +1461,54 @@ __all__.append("training_subset_errors")
 # network on fresh noise-free inputs (an unbiased Monte Carlo estimate of its eps_g, the same inputs for every
 # row of a table). `design_verdict` says, per budget, whether the best designed row beats the best baseline.
 
-_NODE_REWEIGHTS = ("none", "preactivation", "activation", "optimal")
+#
+# Every table is built from a few compiled programs shared by its budgets: the design steps, one batched
+# exact evaluation of all concrete masks of a budget, one of all unit subsets (every reweighting at once),
+# and the random keys of the whole table drawn in one program (the same keys as drawing them one by one).
+
 _RESCALE_LABEL = {"none": "c = 1", "inverse-keep": "c = 1/keep", "optimal": "optimal c"}
+_DPP_KERNELS = ("Q", "A", "rbf")
 
 
-def _best_node_baselines(state: Overlaps, k: int, activation) -> dict[str, tuple[float, str]]:
-    """Best (over reweighting rules and DPP kernels) exact expected error of random, importance and DPP node
-    pruning to `k` units: `{method: (eps_g, setting)}`."""
-    return {m: (e, s) for m, (e, s, _, _) in _node_baseline_details(state, k, activation).items()}
+@eqx.filter_jit
+def _node_kernels_probs(state: Overlaps, idx, activation):
+    """The node k-DPP kernels `L = Q, A, rbf` and their exact subset probabilities (rows of `idx`)."""
+    from ._node import kernel_matrix
+
+    Ls = jnp.stack([kernel_matrix(state, ker, activation=activation) for ker in _DPP_KERNELS])
+    return Ls, jax.vmap(lambda L: _enumerate_probs(0.5 * (L + L.T), idx))(Ls)
 
 
-def _node_baseline_details(state: Overlaps, k: int, activation):
-    """`{method: (eps_g, setting, probs over enumerate_subsets(K, k) or None, reweight)}` of the best setting
-    of random / importance / DPP node pruning (exact, by enumeration)."""
-    from ._dpp import check_kdpp_kernel, kdpp_enumerate
-    from ._node import importance_mask, kernel_matrix
-
+def _node_tables(state: Overlaps, k: int, activation) -> dict:
+    """Everything node pruning to `k` units needs, by enumeration: `masks` (`enumerate_subsets(K, k)`),
+    `errs[reweight]` (exact eps_g per subset), `vs` (second layers, `(4, C, K)` in `_NODE_REWEIGHTS` order),
+    the DPP kernels and their subset probabilities."""
     K = state.K
-    masks = np.asarray(enumerate_subsets(K, k))
-    errs = {rw: np.asarray(node_subset_errors(state, jnp.asarray(masks), reweight=rw, activation=activation))
-            for rw in _NODE_REWEIGHTS}
-    imp = np.asarray(importance_mask(state, k))
+    masks = enumerate_subsets(K, k)
+    errs, vs = _node_eval_rows(state, masks, activation)
+    Ls, probs = _node_kernels_probs(state, jnp.asarray(_subset_indices(K, k)), activation)
+    return dict(masks=masks, errs={rw: errs[j] for j, rw in enumerate(_NODE_REWEIGHTS)}, vs=vs,
+                kernels=np.asarray(Ls), kernel_probs=np.asarray(probs))
+
+
+def _node_baseline_details(state: Overlaps, k: int, activation, tables: dict | None = None):
+    """`{method: (eps_g, setting, probs over enumerate_subsets(K, k), reweight)}` of the best setting
+    of random / importance / DPP node pruning (exact, by enumeration)."""
+    from ._dpp import check_kdpp_kernel
+
+    tables = _node_tables(state, k, activation) if tables is None else tables
+    masks, errs = tables["masks"], tables["errs"]
+    # importance: the k largest |v_i| sqrt(Q_ii), ties to the lower index (as jaxprune._node.importance_mask)
+    scores = np.abs(np.asarray(state.v)) * np.sqrt(np.maximum(np.diag(np.asarray(state.Q)), 0.0))
+    imp = _top_mask_np(scores, k)
     dists = {"random": [(None, np.full(masks.shape[0], 1.0 / masks.shape[0]))],
              "importance": [(None, np.all(masks == imp, axis=1).astype(float))], "dpp": []}
-    for ker in ("Q", "A", "rbf"):
-        L = kernel_matrix(state, ker, activation=activation)
+    for ker, L, probs in zip(_DPP_KERNELS, tables["kernels"], tables["kernel_probs"]):
         try:  # a k-DPP needs rank >= k
             check_kdpp_kernel(L, k)
         except ValueError:
             continue
-        dists["dpp"].append((ker, np.asarray(kdpp_enumerate(L, k)[1])))
+        dists["dpp"].append((ker, probs))
     out = {}
     for method, options in dists.items():
         best = (math.inf, "", None, None)
@@ -1108,25 +1527,43 @@ def _node_k(keep: float, K: int) -> int | None:
     return int(round(k)) if abs(k - round(k)) < 1e-9 and round(k) >= 1 else None
 
 
-class _FreshInputs:
-    """`P` fresh noise-free inputs of a concrete teacher: the half test MSE `mean (phi - y)^2 / 2` of pruned
-    students (edge: effective weights `c (m * w)`; node: the unit activations of the unpruned student
-    combined with each subset's second layer)."""
+class _Fresh(eqx.Module):
+    """`P` fresh noise-free inputs `x` of a concrete teacher and its outputs `y`: the half test MSE
+    `mean (phi - y)^2 / 2` of pruned students (edge: effective weights `c (m * w)`; node: the unit activations
+    of the unpruned student combined with each subset's second layer). Traced methods."""
 
-    def __init__(self, key, w_star, v_star, activation, samples: int = 10_000):
-        N = w_star.shape[1]
-        self.scale = 1.0 / math.sqrt(N)
-        self.x = jax.random.normal(key, (samples, N), w_star.dtype)
-        self.y = activation(self.x @ w_star.T * self.scale) @ v_star
-        self.act = activation
+    x: Float[Array, "P N"]
+    y: Float[Array, " P"]
+    activation: AbstractActivation = eqx.field(static=True)
 
-    def edge(self, w_eff: Float[Array, "K N"], v: Float[Array, " K"]) -> float:
-        phi = self.act(self.x @ w_eff.T * self.scale) @ v
-        return float(0.5 * jnp.mean(jnp.square(phi - self.y)))
+    def _scale(self):
+        return 1.0 / math.sqrt(self.x.shape[1])
 
-    def node(self, w: Float[Array, "K N"], V: Float[Array, "C K"]) -> np.ndarray:
-        G = self.act(self.x @ w.T * self.scale)
-        return np.asarray(0.5 * jnp.mean(jnp.square(G @ V.T - self.y[:, None]), axis=0))
+    def edge(self, w_eff: Float[Array, "K N"], v: Float[Array, " K"]) -> Float[Array, ""]:
+        phi = self.activation(self.x @ w_eff.T * self._scale()) @ v
+        return 0.5 * jnp.mean(jnp.square(phi - self.y))
+
+    def node(self, w: Float[Array, "K N"], V: Float[Array, "C K"]) -> Float[Array, " C"]:
+        G = self.activation(self.x @ w.T * self._scale())
+        return 0.5 * jnp.mean(jnp.square(G @ V.T - self.y[:, None]), axis=0)
+
+
+def _fresh_inputs_traced(key, w_star, v_star, activation, samples: int) -> _Fresh:
+    N = w_star.shape[1]
+    x = _draw(jax.random.normal, key, (samples, N), w_star.dtype)
+    return _Fresh(x=x, y=activation(x @ w_star.T * (1.0 / math.sqrt(N))) @ v_star, activation=activation)
+
+
+@eqx.filter_jit
+def _fresh_node_all(fresh: _Fresh, w, vs):
+    """Half test MSE of every subset's second layer, `vs (R, C, K) -> (R, C)`."""
+    return jax.vmap(lambda V: fresh.node(w, V))(vs)
+
+
+@eqx.filter_jit
+def _fresh_half_batch(fresh: _Fresh, ws, vs):
+    """Half test MSE of a batch of concrete students `(w, v)` (one at a time: bounded memory)."""
+    return jax.lax.map(lambda wv: fresh.edge(wv[0], wv[1]), (ws, vs))
 
 
 @eqx.filter_jit
@@ -1150,8 +1587,126 @@ def _concrete_edge_error(w, w_star, v, v_star, mask, rescale: str, activation):
     return generalisation_error(apply_edge_moments(st, mom, c), activation), c
 
 
-def _node_subset_vs(state, masks, reweight, activation):
-    return jax.vmap(lambda m: _masked_node_v(state, m, reweight, activation))(jnp.asarray(masks, bool))
+@jax.jit
+def _baseline_edge_masks(keys, w, counts):
+    """Random masks (one per key; `jaxprune._edge.random_edge_mask`) and the magnitude mask
+    (`magnitude_edge_mask`), `counts[i]` weights per unit, in one program for every draw and budget."""
+    from ._edge import _rank_mask
+
+    K, N = w.shape
+    rnd = jax.vmap(lambda kd: _rank_mask(_draw(jax.random.uniform, kd, (K, N), w.dtype), counts))(keys)
+    return rnd, _rank_mask(jnp.abs(w), counts)
+
+
+def _keep_counts(keep, K, N):
+    from ._edge import _keep_counts as counts
+
+    return jnp.asarray(counts(keep, K, N))
+
+
+def _network_overlaps_traced(w, w_star, v, v_star) -> Overlaps:
+    n = w.shape[-1]
+    return Overlaps(Q=w @ w.T / n, R=w @ w_star.T / n, T=w_star @ w_star.T / n, v=v, v_star=v_star)
+
+
+_network_overlaps = jax.jit(_network_overlaps_traced)
+
+
+@jax.jit
+def _mask_moments(w, w_star, mask):
+    """`EdgeMoments` of the concrete mask: per-unit keep fraction, `Q = (m*w)(m*w)^T / N`, `R = (m*w) w*^T / N`."""
+    from ._edge import EdgeMoments
+
+    n = w.shape[-1]
+    m = mask.astype(w.dtype)
+    wp = m * w
+    return EdgeMoments(keep=jnp.maximum(jnp.mean(m, axis=1), 1.0 / n), Q=wp @ wp.T / n, R=wp @ w_star.T / n)
+
+
+@eqx.filter_jit
+def _edge_eval_one(state, w, w_star, v, v_star, mask, moments, c_opt, c_fixed, activation):
+    """Exact error of `c (m * w)` for `c = 1`, `1 / keep`, `c_opt` and `c_fixed`, and these four `c`."""
+    from ._edge import apply_edge_moments
+
+    cs = [jnp.ones_like(c_opt), 1.0 / moments.keep, c_opt]
+    errs = [generalisation_error(apply_edge_moments(state, moments, c), activation) for c in cs]
+    errs.append(generalisation_error(masked_network_overlaps(w, w_star, v, v_star, mask.astype(w.dtype), c_fixed),
+                                     activation))
+    return jnp.stack(errs), jnp.stack(cs + [c_fixed])
+
+
+@eqx.filter_jit
+def _edge_halves(fresh: _Fresh, w, v, mask, cs):
+    """Half test MSE of `c (m * w)` for every row `c` of `cs`."""
+    return jax.vmap(lambda c: fresh.edge(c[:, None] * jnp.where(mask, w, 0.0), v))(cs)
+
+
+class _EdgeContext(eqx.Module):
+    """A concrete network whose edge masks are evaluated exactly one at a time by three small compiled
+    programs shared by the whole run (the mask's moments, the Newton optimal rescale of
+    [`jaxprune._edge.optimal_edge_rescale`][], the errors): the same numbers as `_concrete_edge_error`, with
+    the costly rescale compiled once instead of once per batch shape and caller."""
+
+    state: Overlaps
+    w: Float[Array, "K N"]
+    w_star: Float[Array, "M N"]
+    activation: AbstractActivation = eqx.field(static=True)
+
+    @classmethod
+    def of(cls, w, w_star, v, v_star, activation):
+        return cls(state=_network_overlaps(w, w_star, v, v_star), w=w, w_star=w_star, activation=activation)
+
+    def report(self, masks, c_fixed=None, fresh=None, optimal=True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Errors and half test MSEs `(n, 4)` (columns `c = 1`, `1/keep`, optimal `c`, `c_fixed`) and the
+        rescales `(n, 4, K)` of every mask; `optimal=False` skips the optimal rescale (column 2 is then `c = 1`)."""
+        from ._edge import optimal_edge_rescale
+
+        st = self.state
+        ones = jnp.asarray(np.ones(st.K), st.Q.dtype)
+        out = []
+        for i, mask in enumerate(np.asarray(masks, bool)):
+            mk = jnp.asarray(mask)
+            mom = _mask_moments(self.w, self.w_star, mk)
+            c_opt = optimal_edge_rescale(st, mom, self.activation)[0] if optimal else ones
+            cf = ones if c_fixed is None else jnp.asarray(c_fixed[i], st.Q.dtype)
+            e, cs = _edge_eval_one(st, self.w, self.w_star, st.v, st.v_star, mk, mom, c_opt, cf, self.activation)
+            h = _edge_halves(fresh, self.w, st.v, mk, cs) if fresh is not None else jnp.full_like(e, jnp.nan)
+            out.append((e, h, cs))
+        got = jax.device_get(out)
+        return tuple(np.stack([g[j] for g in got]) for j in range(3))
+
+    def errors(self, masks, rescale: str) -> tuple[np.ndarray, np.ndarray]:
+        """`(eps_g (n,), c (n, K))` with `rescale` in `none`, `inverse-keep`, `optimal`."""
+        col = {"none": 0, "inverse-keep": 1, "optimal": 2}[rescale]
+        e, _, cs = self.report(masks, optimal=rescale == "optimal")
+        return e[:, col], cs[:, col]
+
+
+@eqx.filter_jit
+def _refit_report(w, w_star, v, v_star, masks, fresh, activation):
+    """Exact error with the optimal rescale and second layer, and half test MSE, of every mask (`refit`)."""
+
+    def one(mask):
+        e, c, vv = masked_network_error(w, w_star, v, v_star, mask, rescale="optimal", refit=True,
+                                        activation=activation)
+        return e, (fresh.edge(c[:, None] * jnp.where(mask, w, 0.0), vv) if fresh is not None else jnp.nan)
+
+    return jax.vmap(one)(masks)
+
+
+@eqx.filter_jit
+def _network_setup(w, w_star, v, v_star, key, activation, samples: int, n: int, draws: int):
+    """The random keys of a network table (as split one by one before), the network's overlaps and error,
+    the fresh inputs and the network's half test MSE on them."""
+    key, kx = jax.random.split(key)
+    per_keep = []
+    for _ in range(n):
+        key, k1, k2, k3 = jax.random.split(key, 4)
+        per_keep.append((k1, jax.random.split(k2, draws), tuple(jax.random.split(k3, 2))))
+    state = _network_overlaps_traced(w, w_star, v, v_star)
+    fresh = _fresh_inputs_traced(kx, w_star, v_star, activation, samples) if samples else None
+    return (per_keep, state, generalisation_error(state, activation), fresh,
+            None if fresh is None else fresh.edge(w, v))
 
 
 def compare_network(
@@ -1177,84 +1732,106 @@ def compare_network(
     masks (best rescale) and random / importance / DPP node pruning (best reweighting and kernel), all exact for
     this network; `half_mse` the half test MSE on `test_samples` fresh inputs (0: none). Edge errors use the
     per-unit optimal rescale `c` for every row alike (with `refit`, also the optimal second layer)."""
-    from ._edge import dpp_edge_mask, magnitude_edge_mask, random_edge_mask
+    from ._edge import dpp_edge_mask
 
     activation = get_activation(activation)
     w, w_star = jnp.asarray(w), jnp.asarray(w_star)
     v, v_star = jnp.asarray(v, w.dtype), jnp.asarray(v_star, w.dtype)
     K, N = w.shape
     key = jax.random.key(0) if key is None else key
-    key, kx = jax.random.split(key)
-    fresh = _FreshInputs(kx, w_star, v_star, activation, test_samples) if test_samples else None
-    state = Overlaps(Q=w @ w.T / N, R=w @ w_star.T / N, T=w_star @ w_star.T / N, v=v, v_star=v_star)
-    full = float(generalisation_error(state, activation))
-    rows = [dict(keep=1.0, k=K, kind="-", method="unpruned", role="reference", error=full, setting="",
-                 half_mse=fresh.edge(w, v) if fresh else None)]
-
-    def edge_eval(mask):
-        if refit:
-            e, c, vv = masked_network_error(w, w_star, v, v_star, mask, rescale="optimal", refit=True,
-                                            activation=activation)
-        else:
-            (e, c), vv = _concrete_edge_error(w, w_star, v, v_star, mask, "optimal", activation), v
-        h = fresh.edge(c[:, None] * jnp.where(mask, w, 0.0), vv) if fresh else None
-        return float(e), h
-
-    def mean_eval(ms):
-        res = [edge_eval(m) for m in ms]
-        return float(np.mean([r[0] for r in res])), (float(np.mean([r[1] for r in res])) if fresh else None)
-
+    per_keep, state, full, fresh, half = _network_setup(w, w_star, v, v_star, key, activation, int(test_samples),
+                                                        len(keeps), int(random_draws))
+    rows = [dict(keep=1.0, k=K, kind="-", method="unpruned", role="reference", error=float(full), setting="",
+                 half_mse=float(half) if fresh is not None else None)]
     rescale_txt = "optimal c and second layer" if refit else "optimal c"
-    for keep in keeps:
+    D = int(random_draws)
+    ctx = _EdgeContext.of(w, w_star, v, v_star, activation)
+    for keep, (k1, k2s, k3s) in zip(keeps, per_keep):
         kk = _node_k(keep, K)
-        key, k1, k2, k3 = jax.random.split(key, 4)
         d = design_edge_mask(w, w_star, v, v_star, keep, budget=budget, refit=refit, steps=steps,
                              learning_rate=learning_rate, restarts=restarts, key=k1, activation=activation,
                              progress=progress)
-        e, h = edge_eval(d.mask)
-        rows.append(dict(keep=keep, k=kk, kind="edge", method="designed", role="designed", error=e, half_mse=h,
-                         setting=f"{rescale_txt}; relaxed {float(d.relaxed_error):.4g}", mask=d.mask,
-                         loss_curve=d.trace.loss))
-        e, h = mean_eval([random_edge_mask(kd, w, keep) for kd in jax.random.split(k2, random_draws)])
-        rows.append(dict(keep=keep, k=kk, kind="edge", method="random", role="baseline", error=e, half_mse=h,
-                         setting=f"{rescale_txt}, mean of {random_draws} masks"))
-        e, h = edge_eval(magnitude_edge_mask(w, keep))
-        rows.append(dict(keep=keep, k=kk, kind="edge", method="magnitude", role="baseline", error=e, half_mse=h,
-                         setting=rescale_txt))
-        e, h = mean_eval([dpp_edge_mask(kd, w, keep, kernel="diagonal") for kd in jax.random.split(k3, 2)])
-        rows.append(dict(keep=keep, k=kk, kind="edge", method="dpp", role="baseline", error=e, half_mse=h,
-                         setting=f"diagonal kernel, {rescale_txt}, mean of 2 masks"))
+        rnd, mag = _baseline_edge_masks(k2s, w, _keep_counts(keep, K, N))
+        dpp = [np.asarray(dpp_edge_mask(kd, w, keep, kernel="diagonal")) for kd in k3s]
+        masks = np.concatenate([np.asarray(d.mask)[None], np.asarray(rnd), np.asarray(mag)[None], np.stack(dpp)])
+        if refit:
+            e, h = (np.asarray(x) for x in _refit_report(w, w_star, v, v_star, jnp.asarray(masks), fresh, activation))
+        else:
+            es, hs, _ = ctx.report(masks, fresh=fresh)
+            e, h = es[:, 2], hs[:, 2]
+
+        def cell(x, sl):
+            return float(np.mean(x[sl]))
+
+        def hcell(sl):
+            return cell(h, sl) if fresh is not None else None  # noqa: B023
+
+        rows.append(dict(keep=keep, k=kk, kind="edge", method="designed", role="designed", error=cell(e, [0]),
+                         half_mse=hcell([0]), setting=f"{rescale_txt}; relaxed {float(d.relaxed_error):.4g}",
+                         mask=d.mask, loss_curve=d.trace.loss))
+        sl = slice(1, 1 + D)
+        rows.append(dict(keep=keep, k=kk, kind="edge", method="random", role="baseline", error=cell(e, sl),
+                         half_mse=hcell(sl), setting=f"{rescale_txt}, mean of {D} masks"))
+        rows.append(dict(keep=keep, k=kk, kind="edge", method="magnitude", role="baseline", error=cell(e, [1 + D]),
+                         half_mse=hcell([1 + D]), setting=rescale_txt))
+        sl = slice(2 + D, 4 + D)
+        rows.append(dict(keep=keep, k=kk, kind="edge", method="dpp", role="baseline", error=cell(e, sl),
+                         half_mse=hcell(sl), setting=f"diagonal kernel, {rescale_txt}, mean of 2 masks"))
         if kk is not None and math.comb(K, kk) <= 200_000:
             nd = design_node_mask(state, kk, activation=activation, key=k1, steps=max(steps // 2, 1),
                                   progress=progress)
-            masks = np.asarray(enumerate_subsets(K, kk))
-            Vs = {rw: _node_subset_vs(state, masks, rw, activation) for rw in _NODE_REWEIGHTS}
-            hm = {rw: fresh.node(w, Vs[rw]) for rw in Vs} if fresh else None
-            row = np.all(masks == np.asarray(nd.mask), axis=1)
+            tab = _node_tables(state, kk, activation)
+            hm = np.asarray(_fresh_node_all(fresh, w, jnp.asarray(tab["vs"]))) if fresh is not None else None
+            hm = None if hm is None else {rw: hm[j] for j, rw in enumerate(_NODE_REWEIGHTS)}
+            row = np.all(tab["masks"] == np.asarray(nd.mask), axis=1)
             rows.append(dict(keep=keep, k=kk, kind="node", method="designed", role="designed",
-                             error=float(nd.error), half_mse=float(row @ hm["optimal"]) if fresh else None,
+                             error=float(nd.error), half_mse=float(row @ hm["optimal"]) if hm else None,
                              setting="optimal reweighting", mask=nd.mask, loss_curve=nd.trace.loss))
-            for m, (e, setting, probs, rw) in _node_baseline_details(state, kk, activation).items():
+            for m, (e, setting, probs, rw) in _node_baseline_details(state, kk, activation, tab).items():
                 rows.append(dict(keep=keep, k=kk, kind="node", method=m, role="baseline", error=e,
-                                 half_mse=float(probs @ hm[rw]) if fresh else None, setting=setting))
+                                 half_mse=float(probs @ hm[rw]) if hm else None, setting=setting))
     return rows
+
+
+@eqx.filter_jit
+def _theory_errors(state: Overlaps, moments, p, c_opt, activation):
+    from ._edge import apply_edge_moments
+
+    cs = jnp.stack([jnp.ones_like(p), 1.0 / p, c_opt])
+    return jax.vmap(lambda c: generalisation_error(apply_edge_moments(state, moments, c), activation))(cs), cs
 
 
 def _edge_baseline_theory(state: Overlaps, keep: float, activation) -> list[tuple[str, str, float, Array]]:
     """`(method, rescale, eps_g, c)` of random / magnitude / DPP edge pruning under the Gaussian-equivalent
-    model with each rescale (moments computed once per method; one compiled optimal-rescale solve)."""
-    from ._edge import apply_edge_moments, dpp_moments, edge_rescale, magnitude_moments, random_moments
+    model with each rescale (moments once per method; the optimal rescale is the program shared with the
+    concrete masks)."""
+    from ._edge import dpp_moments, magnitude_moments, optimal_edge_rescale, random_moments
 
-    K = state.K
-    p = jnp.full((K,), keep, state.Q.dtype)
+    p = jnp.asarray(np.full(state.K, keep), state.Q.dtype)
     out = []
     for method, fn in (("random", random_moments), ("magnitude", magnitude_moments), ("dpp", dpp_moments)):
         mom = fn(state, p)
-        for rescale in ("none", "inverse-keep", "optimal"):
-            c, _ = edge_rescale(state, mom, p, rescale, activation)
-            out.append((method, rescale, float(generalisation_error(apply_edge_moments(state, mom, c), activation)),
-                        c))
+        errs, cs = _theory_errors(state, mom, p, optimal_edge_rescale(state, mom, activation)[0], activation)
+        errs = np.asarray(errs)
+        out += [(method, rescale, float(errs[j]), cs[j])
+                for j, rescale in enumerate(("none", "inverse-keep", "optimal"))]
     return out
+
+
+@eqx.filter_jit
+def _population_setup(key, w, w_star, v, v_star, activation, samples: int, n: int, draws: int):
+    """The random keys of a population table (as split one by one before), the fresh inputs and the network's
+    half test MSE on them (without weights: the keys only)."""
+    key, kx = jax.random.split(key)
+    per_keep = []
+    for _ in range(n):
+        key, kr, kb = jax.random.split(key, 3)
+        kb1, kb2 = jax.random.split(kb)
+        per_keep.append((jax.random.split(kr, draws), jax.random.split(kb1, draws), tuple(jax.random.split(kb2, 2))))
+    if w is None or not samples:
+        return per_keep, None, None
+    fresh = _fresh_inputs_traced(kx, w_star, v_star, activation, samples)
+    return per_keep, fresh, fresh.edge(w, v)
 
 
 def compare_population(
@@ -1280,67 +1857,69 @@ def compare_population(
     with its own rescale, and `sim_rescaled` with the network's optimal rescale; baselines: random / magnitude /
     DPP masks with the row's rescale), and every row `half_mse` (fresh inputs). Node rows need no `sim`: the
     state is the network's own overlaps, so their `error` is already the concrete network's."""
-    from ._edge import dpp_edge_mask, magnitude_edge_mask, random_edge_mask
+    from ._edge import dpp_edge_mask
 
     activation = get_activation(activation)
     K = state.K
+    dtype = state.Q.dtype
     key = jax.random.key(0) if key is None else key
-    key, kx = jax.random.split(key)
     rows = [dict(keep=1.0, k=K, kind="-", method="unpruned", role="reference",
                  error=float(generalisation_error(state, activation)), setting="")]
-    fresh = None
+    w = w_star = None
     if weights is not None:
         w, w_star = (jnp.asarray(x) for x in weights)
-        v, v_star = state.v, state.v_star
-        fresh = _FreshInputs(kx, w_star, v_star, activation, test_samples) if test_samples else None
-        rows[0]["half_mse"] = fresh.edge(w, v) if fresh else None
-
-        def sim_eval(ms, rescale, c=None):
-            es, hs = [], []
-            for m in ms:
-                if c is None:
-                    e, cc = _concrete_edge_error(w, w_star, v, v_star, m, rescale, activation)
-                else:
-                    cc = c
-                    e = generalisation_error(masked_network_overlaps(w, w_star, v, v_star, m.astype(w.dtype), c),
-                                             activation)
-                es.append(float(e))
-                if fresh:
-                    hs.append(fresh.edge(cc[:, None] * jnp.where(m, w, 0.0), v))
-            return float(np.mean(es)), (float(np.mean(hs)) if fresh else None)
-
-    for keep in keeps:
+        N = w.shape[1]
+        ctx = _EdgeContext(state=state, w=w, w_star=w_star, activation=activation)
+    per_keep, fresh, half = _population_setup(key, w, w_star, state.v, state.v_star, activation, int(test_samples),
+                                              len(keeps), int(draws))
+    if weights is not None:
+        rows[0]["half_mse"] = float(half) if fresh is not None else None
+    kernels = conditional_kernels(state) if _kernels_fit(K) else None
+    D = int(draws)
+    for keep, (krs, kb1s, kb2s) in zip(keeps, per_keep):
         kk = _node_k(keep, K)
-        key, kr, kb = jax.random.split(key, 3)
+        designed, masks, c_fixed = [], [], []
         for alloc in ("uniform", "free"):
             r = design_edge_rule(state, keep, allocation=alloc, steps=steps, learning_rate=learning_rate,
-                                 activation=activation, progress=progress)
+                                 kernels=kernels, activation=activation, progress=progress)
             row = dict(keep=keep, k=kk, kind="edge", method=f"designed rule ({alloc})", role="designed",
                        error=float(r.error), loss_curve=r.trace.loss,
                        setting="own c; slopes " + ",".join(f"{x:.3g}" for x in np.asarray(r.rule.slope())))
-            if weights is not None:
-                ms = [sample_edge_rule_mask(kd, w, r.rule, keep, allocation=alloc)
-                      for kd in jax.random.split(kr, draws)]
-                row["sim"], row["half_mse"] = sim_eval(ms, None, jnp.exp(r.rule.log_scale))
-                row["sim_rescaled"] = sim_eval(ms, "optimal")[0]
             rows.append(row)
+            designed.append(row)
+            if weights is not None:
+                masks.append(np.asarray(_rule_masks(krs, w, r.rule, jnp.asarray(keep, dtype),
+                                                    jnp.asarray(alloc == "free"))))
+                c_fixed.append(np.repeat(np.exp(np.asarray(r.rule.log_scale))[None], D, axis=0))
+        theory = _edge_baseline_theory(state, keep, activation)
         if weights is not None:
-            kb1, kb2 = jax.random.split(kb)
-            concrete = {"random": [random_edge_mask(kd, w, keep) for kd in jax.random.split(kb1, draws)],
-                        "magnitude": [magnitude_edge_mask(w, keep)],
-                        "dpp": [dpp_edge_mask(kd, w, keep, kernel="diagonal") for kd in jax.random.split(kb2, 2)]}
-        for method, rescale, e, _ in _edge_baseline_theory(state, keep, activation):
+            rnd, mag = _baseline_edge_masks(kb1s, w, _keep_counts(keep, K, N))
+            dpp = [np.asarray(dpp_edge_mask(kd, w, keep, kernel="diagonal")) for kd in kb2s]
+            masks += [np.asarray(rnd), np.asarray(mag)[None], np.stack(dpp)]
+            c_fixed.append(np.ones((D + 3, K)))
+            es, hs, _ = ctx.report(np.concatenate(masks), c_fixed=np.concatenate(c_fixed), fresh=fresh)
+            for j, row in enumerate(designed):
+                sl = slice(j * D, (j + 1) * D)
+                row["sim"] = float(np.mean(es[sl, 3]))
+                row["half_mse"] = float(np.mean(hs[sl, 3])) if fresh is not None else None
+                row["sim_rescaled"] = float(np.mean(es[sl, 2]))
+            where = {"random": slice(2 * D, 3 * D), "magnitude": slice(3 * D, 3 * D + 1),
+                     "dpp": slice(3 * D + 1, 3 * D + 3)}
+            col = {"none": 0, "inverse-keep": 1, "optimal": 2}
+        for method, rescale, e, _ in theory:
             row = dict(keep=keep, k=kk, kind="edge", method=method, role="baseline", error=e,
                        setting=_RESCALE_LABEL[rescale])
             if weights is not None:
-                row["sim"], row["half_mse"] = sim_eval(concrete[method], rescale)
+                row["sim"] = float(np.mean(es[where[method], col[rescale]]))
+                row["half_mse"] = float(np.mean(hs[where[method], col[rescale]])) if fresh is not None else None
             rows.append(row)
         if kk is not None and math.comb(K, kk) <= 200_000:
-            masks = jnp.asarray(enumerate_subsets(K, kk))
-            errs = node_subset_errors(state, masks, reweight="optimal", activation=activation)
+            tab = _node_tables(state, kk, activation)
+            errs = tab["errs"]["optimal"]
             hm = None
-            if fresh:
-                hm = {rw: fresh.node(w, _node_subset_vs(state, masks, rw, activation)) for rw in _NODE_REWEIGHTS}
+            if fresh is not None:
+                hm = np.asarray(_fresh_node_all(fresh, w, jnp.asarray(tab["vs"])))
+                hm = {rw: hm[j] for j, rw in enumerate(_NODE_REWEIGHTS)}
             for fam in ("kdpp", "bernoulli"):
                 sd = design_subset_distribution(state, kk, family=fam, subset_errors=errs, steps=steps,
                                                 progress=progress)
@@ -1349,10 +1928,116 @@ def compare_population(
                                  half_mse=float(np.asarray(sd.probs) @ hm["optimal"]) if hm else None,
                                  setting=f"optimal reweighting; mode {float(sd.mode_error):.4g}, "
                                          f"brute-force min {float(sd.best_error):.4g}"))
-            for m, (e, setting, probs, rw) in _node_baseline_details(state, kk, activation).items():
+            for m, (e, setting, probs, rw) in _node_baseline_details(state, kk, activation, tab).items():
                 rows.append(dict(keep=keep, k=kk, kind="node", method=m, role="baseline", error=e, setting=setting,
                                  half_mse=float(probs @ hm[rw]) if hm else None))
     return rows
+
+
+@functools.partial(jax.jit, static_argnames=("seeds", "repeats"))
+def _training_sim_keys(key, *, seeds, repeats):
+    """Input streams of the finite-N retraining: the unpruned student's (`fold_in(key, 7)`), every pruned
+    student's (`fold_in(key, 5)`, shared by all subsets: common random numbers, tiled `repeats` times), and the
+    fresh test inputs' key (`fold_in(key, 11)`)."""
+    end = jax.random.split(jax.random.fold_in(key, 7), seeds)
+    sub = jax.random.split(jax.random.fold_in(key, 5), seeds)
+    return end, jnp.tile(sub, repeats), jax.random.fold_in(key, 11)
+
+
+def _simulate_training(network, state, config, duration, seeds, key, test_samples, subsets: dict, reweights) -> dict:
+    """Finite-N SGD for `duration N` steps of the unpruned concrete student and of the student pruned to every
+    subset (`subsets[k]`, rows of `enumerate_subsets(K, k)`) with each reweighting, `seeds` input streams
+    (shared by all subsets), as one vmapped simulation: the pruned students keep their `K` rows, the pruned ones
+    zero (with `g(0) = 0`, as for erf and linear students, a unit with zero weights and `v_i = 0` gets zero
+    updates and contributes nothing, so this is the `k`-unit simulation, up to rounding); other activations
+    get one simulation per unit count.
+
+    **Returns:** `{"end": (w, v, eps, half) per seed, (k, reweight): (mean final eps_g per subset, mean final
+    half test MSE per subset), "fresh": the fresh inputs}`."""
+    from ._simulate import Student, simulate_seeds
+
+    teacher, student = network
+    act = config.activation
+    K, N = student.w.shape
+    S = int(seeds)
+    steps = max(int(round(duration * N)), 1)
+    dtype = student.w.dtype
+    w0, v0 = np.asarray(student.w), np.asarray(student.v)
+    members = [(None, None, w0[None], v0[None])]  # (k, reweight, W (C, units, N), V (C, units))
+    for k, masks in subsets.items():
+        vs = _node_eval_rows(state, masks, act)[1]
+        for rw in reweights:
+            V = vs[_NODE_REWEIGHTS.index(rw)]
+            members.append((k, rw, w0[None] * masks[:, :, None], V))
+    n_sub = sum(m[2].shape[0] for m in members[1:])
+    end_keys, sub_keys, fresh_key = _training_sim_keys(key, seeds=S, repeats=n_sub)
+    keys = np.concatenate([np.asarray(jax.random.key_data(end_keys)), np.asarray(jax.random.key_data(sub_keys))])
+    W = np.concatenate([np.repeat(m[2], S, axis=0) for m in members])
+    V = np.concatenate([np.repeat(m[3], S, axis=0) for m in members])
+    if isinstance(act, (Erf, Linear)):
+        groups = [np.arange(W.shape[0])]
+        shrink = [None]
+    else:  # no padding: one simulation per number of kept units
+        units = np.concatenate([np.repeat([K if m[0] is None else m[0] for m in members[:1]], S)] +
+                               [np.full(m[2].shape[0] * S, m[0]) for m in members[1:]])
+        groups = [np.flatnonzero(units == u) for u in np.unique(units)]
+        shrink = [np.any(W[g] != 0, axis=2) for g in groups]
+    final_w = [None] * W.shape[0]
+    final_v = [None] * W.shape[0]
+    eps = np.zeros(W.shape[0])
+    impl = jax.random.key_impl(end_keys)
+    for g, keep in zip(groups, shrink):
+        Wg, Vg = W[g], V[g]
+        if keep is not None:  # gather the kept rows of each member
+            Wg = np.stack([Wg[i][keep[i]] for i in range(len(g))])
+            Vg = np.stack([Vg[i][keep[i]] for i in range(len(g))])
+        res = simulate_seeds(jax.random.wrap_key_data(jnp.asarray(keys[g]), impl=impl), teacher,
+                             Student(w=jnp.asarray(Wg, dtype), v=jnp.asarray(Vg, dtype)), config, steps=steps,
+                             record_every=steps, dtype=dtype)
+        fw, fv = np.asarray(res.final.w), np.asarray(res.final.v)
+        eps[g] = np.asarray(res.eps_g[:, -1])
+        for j, i in enumerate(g):
+            if keep is None:
+                final_w[i], final_v[i] = fw[j], fv[j]
+            else:  # back to K rows (zeros for pruned units), for the half test MSE
+                final_w[i] = np.zeros((K, N), fw.dtype)
+                final_v[i] = np.zeros((K,), fv.dtype)
+                final_w[i][keep[j]], final_v[i][keep[j]] = fw[j], fv[j]
+    fresh = _fresh_inputs(fresh_key, teacher.w_star, teacher.v_star, act, int(test_samples))
+    half = np.asarray(_fresh_half_batch(fresh, jnp.asarray(np.stack(final_w)), jnp.asarray(np.stack(final_v))))
+    out = {"end": (np.stack(final_w[:S]), np.stack(final_v[:S]), eps[:S], half[:S]), "fresh": fresh}
+    pos = S
+    for k, rw, Wm, _ in members[1:]:
+        C = Wm.shape[0]
+        out[(k, rw)] = (eps[pos:pos + C * S].reshape(C, S).mean(-1), half[pos:pos + C * S].reshape(C, S).mean(-1))
+        pos += C * S
+    return out
+
+
+_fresh_inputs = eqx.filter_jit(_fresh_inputs_traced)
+
+
+def _end_sim_tables(ws, vs, w_star, v_star, masks, fresh: _Fresh, activation):
+    """For the finite-N students trained to the end (`ws (S, K, N)`): exact errors `(S, 4, C)` of every subset
+    with every reweighting, from the concrete overlaps, and their half test MSEs."""
+    errs, halves = [], []
+    for w, v in zip(ws, vs):
+        st = _network_overlaps(jnp.asarray(w), w_star, jnp.asarray(v), v_star)
+        e, V = _node_eval_rows(st, masks, activation)
+        errs.append(e)
+        halves.append(np.asarray(_fresh_node_all(fresh, jnp.asarray(w), jnp.asarray(V))))
+    return np.stack(errs), np.stack(halves)
+
+
+def _end_baselines(end: Overlaps, k: int, activation, tables: dict | None = None) -> dict:
+    """Pruning at the end of training: the best subset (optimal reweighting) and the random / importance / DPP
+    baselines with their best reweighting and kernel, `{name: (eps_g, setting, probs, reweight)}`."""
+    tables = _node_tables(end, k, activation) if tables is None else tables
+    errs = tables["errs"]["optimal"]
+    i = int(np.argmin(errs))
+    out = {"best subset": (float(errs[i]), "optimal reweighting", np.eye(errs.shape[0])[i], "optimal")}
+    out.update(_node_baseline_details(end, k, activation, tables))
+    return out
 
 
 def compare_training(
@@ -1372,175 +2057,109 @@ def compare_training(
 ) -> list[dict]:
     """Rows `{k, kind, method, role, error, ...}`: prune at the time of `state` (`alpha_p`) and retrain for
     `duration` with the ODEs. Designed: the subset and reweighting (none / optimal) designed through the ODE
-    solve ([`design_through_training`][] with `reweight="best"`). Baselines: random / importance / DPP
-    (L = Q) subsets at `alpha_p` then retraining (exact expected final error by enumeration, better of no and
-    optimal reweighting), the subset best at prune time (greedy), and pruning at the end of training instead
-    (the full student trained for `duration`, then pruned by the best subset / random / importance / DPP with
-    their best reweighting and kernel, no retraining). Reference: the brute-force best subset.
+    solve ([`design_through_training`][] with `reweight="best"`; its candidates include the restarts' starting
+    subsets, the subset best at prune time and the subset best at the end of training, each pruned at `alpha_p`
+    and retrained, so it is never worse than those). Baselines: random / importance / DPP (L = Q) subsets at
+    `alpha_p` then retraining (exact expected final error by enumeration, better of no and optimal
+    reweighting), the subset best at prune time (greedy), and pruning at the end of training instead (the full
+    student trained for `duration`, then pruned by the best subset / random / importance / DPP with their best
+    reweighting and kernel, no retraining). Reference: the brute-force best subset.
 
     With `network = (teacher, student)` (finite-N networks from `jaxprune._simulate` whose overlaps are `state`),
     rows also get `sim`: every subset (with each reweighting) of the concrete student is trained on by the
     finite-N simulation for `duration N` steps, `seeds` input streams shared by all subsets; a row's `sim` is
     its exact final error (mean over seeds, weighted by the row's subset distribution), `half_mse` the same on
     `test_samples` fresh inputs. End-of-training rows: the full concrete student trained on for `duration N`
-    steps, then pruned."""
-    from ._dpp import kdpp_enumerate
-    from ._node import importance_mask
+    steps, then pruned.
 
+    Compiled programs: the design step (also used for every exact retraining error, of all `ks` at once), one
+    finite-N simulation of all subsets, and the small enumeration programs."""
     act = config.activation
     K = state.K
     key = jax.random.key(0) if key is None else key
-    end = jax.jit(lambda s: retrain_pruned(s, jnp.ones(K, s.Q.dtype), config, duration))(state)
-    rows = [dict(k=K, kind="-", method="unpruned, trained on", role="reference",
-                 error=float(generalisation_error(end, act)), setting="")]
-    sim_end = None
-    if network is not None:
-        sim_end = _simulate_end(network, config, duration, seeds, key, test_samples)
-        rows[0]["sim"] = float(np.mean(sim_end["eps"]))
-        rows[0]["half_mse"] = float(np.mean(sim_end["half_mse_full"]))
     rws = ("none", "optimal")
+    subsets = {k: enumerate_subsets(K, k) for k in ks}
+    # exact final errors through the design step: the unpruned student (row 0) and every subset with each rule
+    problem = _training_problem(state, config, 1, duration, rows=len(rws) * restarts)
+    problem = eqx.tree_at(lambda p: p.modes, problem,
+                          jnp.asarray(np.repeat([_MODE_NONE, _MODE_RELAXED], restarts), state.Q.dtype))
+    rows_m = [np.ones((1, K), bool)] + [subsets[k] for k in ks for _ in rws]
+    codes = [[_MODE_NONE]] + [[_MODE_NONE if rw == "none" else _MODE_EXACT] * len(subsets[k]) for k in ks for rw in rws]
+    errs, finals = _evaluate_training(problem, _adam(learning_rate), np.concatenate(rows_m), np.concatenate(codes))
+    end = jax.tree.map(lambda x: jnp.asarray(x[0]), finals)
+    table, pos = {}, 1
     for k in ks:
-        masks = np.asarray(enumerate_subsets(K, k))
-        final = {rw: np.asarray(training_subset_errors(state, config, jnp.asarray(masks), duration, reweight=rw))
-                 for rw in rws}
+        for rw in rws:
+            table[(k, rw)] = errs[pos:pos + len(subsets[k])]
+            pos += len(subsets[k])
+    rows = [dict(k=K, kind="-", method="unpruned, trained on", role="reference", error=float(errs[0]), setting="")]
+    sims = None
+    if network is not None:
+        sims = _simulate_training(network, state, config, duration, seeds, key, test_samples, subsets, rws)
+        rows[0]["sim"] = float(np.mean(sims["end"][2]))
+        rows[0]["half_mse"] = float(np.mean(sims["end"][3]))
+    for k in ks:
+        masks = subsets[k]
+        final = {rw: table[(k, rw)] for rw in rws}
         index = {tuple(m): i for i, m in enumerate(masks.astype(bool))}
 
-        def lookup(ms, rw):
+        def lookup(ms, rw, final=final, index=index):
             return np.asarray([final[rw][index[tuple(np.asarray(m, bool))]] for m in ms])
 
-        at_prune = np.asarray(node_subset_errors(state, jnp.asarray(masks), reweight="optimal", activation=act))
+        at_tab = _node_tables(state, k, act)
+        at_prune = at_tab["errs"]["optimal"]
+        g = int(np.argmin(at_prune))
+        end_tab = _node_tables(end, k, act)
+        end_base = _end_baselines(end, k, act, end_tab)
+        e_best = masks[int(np.argmin(end_tab["errs"]["optimal"]))]
         d = design_through_training(state, config, k, duration, reweight="best", steps=steps,
                                     learning_rate=learning_rate, restarts=restarts, key=key, exact_errors=lookup,
-                                    progress=progress)
+                                    candidates=np.stack([masks[g], e_best]), progress=progress)
         one = lambda m: np.all(masks == np.asarray(m, bool), axis=1).astype(float)  # noqa: E731
+        origin = {"optimised": "an optimised restart", "start": "a restart's starting subset",
+                  "candidate 0": "the subset best at alpha_p", "candidate 1": "the subset best at the end"}[d.origin]
         new = []
         new.append(dict(k=k, kind="node", method="designed (through ODE)", role="designed", error=float(d.error),
-                        setting=f"{d.reweight} reweighting", mask=d.mask, loss_curve=d.trace.loss,
-                        _probs=one(d.mask), _rw=d.reweight))
+                        setting=f"{d.reweight} reweighting; from {origin} (pruned at alpha_p, retrained), "
+                                f"exchange-polished; {d.evaluations} of {2 * masks.shape[0]} (subset, reweighting) "
+                                f"pairs evaluated",
+                        mask=d.mask, loss_curve=d.trace.loss, _probs=one(d.mask), _rw=d.reweight))
         bi = min(((final[rw].min(), rw) for rw in rws))
         bm = masks[int(np.argmin(final[bi[1]]))]
         new.append(dict(k=k, kind="node", method="brute force best", role="reference", error=float(bi[0]),
                         setting=f"{bi[1]} reweighting", mask=bm, _probs=one(bm), _rw=bi[1]))
-        g = int(np.argmin(at_prune))
         rw = min(rws, key=lambda r: final[r][g])
         new.append(dict(k=k, kind="node", method="greedy at alpha_p (best subset then)", role="baseline",
                         error=float(final[rw][g]), setting=f"{rw} reweighting; error at prune time {at_prune[g]:.4g}",
                         mask=masks[g], _probs=one(masks[g]), _rw=rw))
-        imp = np.asarray(importance_mask(state, k))
-        _, pdpp = kdpp_enumerate(state.Q, k)
+        imp = _top_mask_np(np.abs(np.asarray(state.v)) * np.sqrt(np.maximum(np.diag(np.asarray(state.Q)), 0.0)), k)
+        pdpp = at_tab["kernel_probs"][_DPP_KERNELS.index("Q")]  # the k-DPP with L = Q at alpha_p
         for name, probs in (("random", np.full(masks.shape[0], 1.0 / masks.shape[0])), ("importance", one(imp)),
-                            ("dpp", np.asarray(pdpp))):
+                            ("dpp", pdpp)):
             e, rw = min((float(probs @ final[r]), r) for r in rws)
             new.append(dict(k=k, kind="node", method=f"{name} at alpha_p", role="baseline", error=e,
                             setting=f"{rw} reweighting" + (", L=Q" if name == "dpp" else ""), _probs=probs, _rw=rw))
-        if network is not None:
-            sims = _simulate_subsets(network, state, masks, rws, config, duration, seeds, key, test_samples)
+        if sims is not None:
             for r in new:
-                r["sim"] = float(r["_probs"] @ sims[r["_rw"]][0])
-                r["half_mse"] = float(r["_probs"] @ sims[r["_rw"]][1])
+                r["sim"] = float(r["_probs"] @ sims[(k, r["_rw"])][0])
+                r["half_mse"] = float(r["_probs"] @ sims[(k, r["_rw"])][1])
+            ws, vs = sims["end"][0], sims["end"][1]
+            teacher = network[0]
+            e_end, h_end = _end_sim_tables(ws, vs, teacher.w_star, teacher.v_star, masks, sims["fresh"], act)
         # prune at the end of training instead (no retraining after pruning)
-        for name, (e, setting, probs, rw) in _end_baselines(end, k, act).items():
+        for name, (e, setting, probs, rw) in end_base.items():
             r = dict(k=k, kind="node", method=f"{name} at end (no retraining)", role="baseline", error=e,
                      setting=setting)
-            if sim_end is not None:
-                r["sim"], r["half_mse"] = _end_sim_row(network, sim_end, masks, probs, rw, act)
+            if sims is not None:
+                j = _NODE_REWEIGHTS.index(rw)
+                r["sim"] = float(np.mean(e_end[:, j] @ probs))
+                r["half_mse"] = float(np.mean(h_end[:, j] @ probs))
             new.append(r)
         for r in new:
             r.pop("_probs", None)
             r.pop("_rw", None)
         rows += new
     return rows
-
-
-def _end_baselines(end: Overlaps, k: int, activation) -> dict:
-    """Pruning at the end of training: the best subset (optimal reweighting) and the random / importance / DPP
-    baselines with their best reweighting and kernel, `{name: (eps_g, setting, probs, reweight)}`."""
-    masks = np.asarray(enumerate_subsets(end.K, k))
-    errs = np.asarray(node_subset_errors(end, jnp.asarray(masks), reweight="optimal", activation=activation))
-    i = int(np.argmin(errs))
-    out = {"best subset": (float(errs[i]), "optimal reweighting", np.eye(masks.shape[0])[i], "optimal")}
-    out.update(_node_baseline_details(end, k, activation))
-    return out
-
-
-def _simulate_end(network, config, duration, seeds, key, test_samples) -> dict:
-    """The full concrete student trained on for `duration N` more steps (`seeds` streams): final weights,
-    overlaps, exact errors and the unpruned half test MSE."""
-    from ._simulate import Student, simulate_seeds
-
-    teacher, student = network
-    N = student.w.shape[1]
-    steps = max(int(round(duration * N)), 1)
-    keys = jax.random.split(jax.random.fold_in(key, 7), seeds)
-    res = simulate_seeds(keys, teacher, Student(w=student.w, v=student.v), config, steps=steps, record_every=steps,
-                         dtype=student.w.dtype)
-    fresh = _FreshInputs(jax.random.fold_in(key, 11), teacher.w_star, teacher.v_star, config.activation,
-                         test_samples)
-    w, v = res.final.w, res.final.v
-    return dict(w=w, v=v, eps=np.asarray(res.eps_g[:, -1]), fresh=fresh,
-                half_mse_full=[fresh.edge(w[s], v[s]) for s in range(w.shape[0])])
-
-
-def _end_sim_row(network, sim_end, masks, probs, reweight, activation) -> tuple[float, float]:
-    """`sim` and `half_mse` of pruning the finite-N end-of-training networks by a subset distribution."""
-    from ._overlaps import overlaps_from_weights
-
-    teacher, _ = network
-    es, hs = [], []
-    for s in range(sim_end["w"].shape[0]):
-        st = overlaps_from_weights(sim_end["w"][s], teacher.w_star, sim_end["v"][s], teacher.v_star)
-        es.append(float(probs @ np.asarray(node_subset_errors(st, jnp.asarray(masks), reweight=reweight,
-                                                              activation=activation))))
-        hs.append(float(probs @ sim_end["fresh"].node(sim_end["w"][s],
-                                                      _node_subset_vs(st, masks, reweight, activation))))
-    return float(np.mean(es)), float(np.mean(hs))
-
-
-def _simulate_subsets(network, state, masks, reweights, config, duration, seeds, key, test_samples) -> dict:
-    """Finite-N retraining of the concrete student pruned to every subset (rows of `masks`) with each
-    reweighting: `{reweight: (mean final eps_g per subset, mean final half test MSE per subset)}`. All subsets
-    share the `seeds` input streams (common random numbers) and run as one vmapped simulation."""
-    from ._simulate import Student, simulate_seeds
-
-    teacher, student = network
-    K, N = student.w.shape
-    idx = np.stack([np.flatnonzero(m) for m in np.asarray(masks, bool)])  # (C, k)
-    steps = max(int(round(duration * N)), 1)
-    C = idx.shape[0]
-    W, V = [], []
-    for rw in reweights:
-        vs = np.asarray(_node_subset_vs(state, masks, rw, config.activation))
-        W.append(np.asarray(student.w)[idx])
-        V.append(np.take_along_axis(vs, idx, axis=1))
-    W = np.repeat(np.concatenate(W)[:, None], seeds, axis=1).reshape((-1,) + idx.shape[1:] + (N,))
-    V = np.repeat(np.concatenate(V)[:, None], seeds, axis=1).reshape(-1, idx.shape[1])
-    keys = jax.random.split(jax.random.fold_in(key, 5), seeds)
-    keys = jnp.tile(keys, len(reweights) * C)
-    dtype = student.w.dtype
-    res = simulate_seeds(keys, teacher, Student(w=jnp.asarray(W, dtype), v=jnp.asarray(V, dtype)), config,
-                         steps=steps, record_every=steps, dtype=dtype)
-    fresh = _FreshInputs(jax.random.fold_in(key, 11), teacher.w_star, teacher.v_star, config.activation,
-                         test_samples)
-    half = np.asarray(jax.lax.map(
-        lambda wv: 0.5 * jnp.mean(jnp.square(config.activation(fresh.x @ wv[0].T * fresh.scale) @ wv[1] - fresh.y)),
-        (res.final.w, res.final.v)))
-    eps = np.asarray(res.eps_g[:, -1]).reshape(len(reweights), C, seeds).mean(-1)
-    half = half.reshape(len(reweights), C, seeds).mean(-1)
-    return {rw: (eps[j], half[j]) for j, rw in enumerate(reweights)}
-
-
-def _simulate_retrained(network, state, mask, config, duration, seeds, key) -> float:
-    """Mean final exact `eps_g` of the finite-N student pruned to `mask` (optimal reweighting) and trained on."""
-    from ._simulate import Student, simulate
-
-    teacher, student = network
-    idx = np.flatnonzero(mask)
-    v_new = _masked_node_v(state, jnp.asarray(mask), "optimal", config.activation)
-    pruned = Student(w=student.w[idx], v=v_new[idx].astype(student.w.dtype))
-    steps = max(int(round(duration * student.w.shape[1])), 1)
-    errs = [float(simulate(kd, teacher, pruned, config, steps=steps, record_every=steps,
-                           dtype=student.w.dtype).eps_g[-1]) for kd in jax.random.split(key, seeds)]
-    return float(np.mean(errs))
 
 
 def design_verdict(rows: list[dict]) -> list[dict]:

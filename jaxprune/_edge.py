@@ -504,21 +504,29 @@ class EdgePruningResult(eqx.Module):
 
 
 @eqx.filter_jit
-def _edge_prune_theory(state, p, method, rescale, activation):
-    K = state.K
-    p = _per_unit(p, K)
+def _edge_moments(state, p, method):
     if method == "random":
-        moments = random_moments(state, p)
-    elif method == "magnitude":
-        moments = magnitude_moments(state, p)
-    else:
-        moments = dpp_moments(state, p)
+        return random_moments(state, p)
+    if method == "magnitude":
+        return magnitude_moments(state, p)
+    return dpp_moments(state, p)
+
+
+@eqx.filter_jit
+def _edge_apply(state, moments, p, rescale, activation):
     c, status = edge_rescale(state, moments, p, rescale, activation)
     new = apply_edge_moments(state, moments, c)
     eps = generalisation_error(new, activation)
     bad = ~(jnp.isfinite(eps) & jnp.all(jnp.isfinite(new.Q)) & jnp.all(jnp.isfinite(new.R)))
     status = jnp.where(bad, jnp.int32(Status.DIVERGED), status)
     return EdgePruningResult(state=new, eps_g=eps, c=c, status=status, moments=moments, keep=moments.keep)
+
+
+def _edge_prune_theory(state, p, method, rescale, activation):
+    # two compiled pieces: the moments per method, and the rescale (the costly optimal one is compiled once
+    # and shared by every method, instead of once per (method, rescale) pair)
+    p = _per_unit(p, state.K)
+    return _edge_apply(state, _edge_moments(state, p, method), p, rescale, activation)
 
 
 def edge_prune_theory(

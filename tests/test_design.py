@@ -191,6 +191,122 @@ def test_edge_rule_moments_against_sampled_masks(rng):
         np.testing.assert_allclose(emp.R, Rp, atol=0.03)
 
 
+def _reference_rule_moments(st, rule, tau):
+    """The keep rule's moments from the definitions, unbatched and unsymmetrised: the conditional density of
+    `z_2 | z_1` row-normalised on the grid, `(i, k)` and `(k, i)` quadratures averaged."""
+    from jaxprune._design import _GRID_W, _GRID_Z
+
+    z, wz = np.asarray(_GRID_Z), np.asarray(_GRID_W)
+    Q = np.asarray(st.Q)
+    K = Q.shape[0]
+    d = np.sqrt(np.diag(Q))
+    p = np.asarray(rule.keep_prob(jnp.asarray(z), tau))
+    f = p * z[None]
+    m2 = (p * z * z) @ wz
+    cross = np.zeros((K, K))
+    for i in range(K):
+        for k in range(K):
+            rho = np.clip(Q[i, k] / (d[i] * d[k]), -1, 1)
+            sq = max(np.sqrt(max(1 - rho * rho, 0.0)), 1e-3)
+            dens = np.exp(-0.5 * ((z[None, :] - rho * z[:, None]) / sq) ** 2)
+            dens /= dens.sum(axis=1, keepdims=True)
+            cross[i, k] = (wz * f[i]) @ dens @ f[k]
+    c = np.exp(np.asarray(rule.log_scale))
+    Qp = np.outer(d, d) * 0.5 * (cross + cross.T)
+    Qp[np.diag_indices(K)] = d * d * m2
+    return np.outer(c, c) * Qp, (c * m2)[:, None] * np.asarray(st.R)
+
+
+def test_edge_rule_pair_kernels_match_definition(rng):
+    """Precomputed pair kernels and the chunked on-the-fly path give the definition's moments and the same
+    gradients (the kernels carry no gradient: a function of the state only)."""
+    from jaxprune._design import _solve_shift, conditional_kernels
+
+    w, ws, v, vs = _network(rng, K=4, N=100)
+    st = overlaps_from_weights(w, ws, v, vs)
+    rule = EdgeRule(a=jnp.asarray([0.1, -0.2, 0.3, 0.0]), log_slope=jnp.log(jnp.asarray([0.7, 1.5, 3.0, 1.0])),
+                    log_scale=jnp.asarray([0.05, -0.1, 0.0, 0.2]))
+    kern = conditional_kernels(st)
+    assert kern.shape == (6, 400, 400)
+    np.testing.assert_allclose(kern, jnp.swapaxes(kern, 1, 2), rtol=1e-14, atol=0)  # symmetric
+    for alloc in ("uniform", "free"):
+        tau = _solve_shift(rule, 0.4, alloc == "free")
+        Qr, Rr = _reference_rule_moments(st, rule, tau)
+        for k in (None, kern):
+            Qp, Rp, _ = edge_rule_moments(st, rule, 0.4, allocation=alloc, kernels=k)
+            np.testing.assert_allclose(Qp, Qr, rtol=1e-11, atol=1e-13)
+            np.testing.assert_allclose(Rp, Rr, rtol=1e-11, atol=1e-13)
+        loss = lambda r, k: jnp.sum(jnp.sin(edge_rule_moments(st, r, 0.4, allocation=alloc, kernels=k)[0]))  # noqa: E731
+        g1, g2 = jax.grad(loss)(rule, None), jax.grad(loss)(rule, kern)
+        for x, y in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+            np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-13)
+
+
+def test_flat_draws_are_the_same_numbers():
+    from jaxprune._design import _draw
+
+    key = jax.random.key(7)
+    for sampler in (jax.random.normal, jax.random.uniform, jax.random.gumbel, jax.random.logistic):
+        np.testing.assert_array_equal(_draw(sampler, key, (3, 4, 5), jnp.float64),
+                                      sampler(key, (3, 4, 5), jnp.float64))
+
+
+def test_chunked_node_evaluation_matches(rng):
+    from jaxprune._activations import Erf
+    from jaxprune._design import _NODE_REWEIGHTS, _node_eval_rows
+
+    w, ws, v, vs = _network(rng, K=6, N=100)
+    st = overlaps_from_weights(w, ws, v, vs)
+    masks = enumerate_subsets(6, 3)  # 20 rows: two chunks, the second padded
+    errs, vps = _node_eval_rows(st, masks, Erf())
+    assert errs.shape == (4, 20) and vps.shape == (4, 20, 6)
+    for j, rw in enumerate(_NODE_REWEIGHTS):
+        np.testing.assert_allclose(errs[j], node_subset_errors(st, masks, reweight=rw), rtol=1e-12)
+        assert np.all(vps[j][~masks] == 0)
+
+
+def test_edge_context_matches_concrete_error(rng):
+    from jaxprune._activations import Erf
+    from jaxprune._design import _concrete_edge_error, _EdgeContext
+
+    w, ws, v, vs = _network(rng, K=3, N=80)
+    masks = np.asarray(rng.random((3,) + w.shape) < 0.5)
+    c_fixed = 1.0 + 0.1 * rng.random((3, 3))
+    e, _, cs = _EdgeContext.of(w, ws, v, vs, Erf()).report(masks, c_fixed=c_fixed)
+    for i, m in enumerate(masks):
+        for j, rs in enumerate(("none", "inverse-keep", "optimal")):
+            ref, c = _concrete_edge_error(w, ws, v, vs, jnp.asarray(m), rs, Erf())
+            assert e[i, j] == pytest.approx(float(ref), rel=1e-10)
+            np.testing.assert_allclose(cs[i, j], c, rtol=1e-10)
+        ref = generalisation_error(masked_network_overlaps(w, ws, v, vs, jnp.asarray(m, float), jnp.asarray(c_fixed[i])))
+        assert e[i, 3] == pytest.approx(float(ref), rel=1e-12)
+
+
+def test_design_step_compiled_once_across_budgets_and_allocations(rng, monkeypatch):
+    """Both allocations and two budgets of the keep-rule design share one traced step (the options that vary
+    are arrays), and so do the two subset-distribution families."""
+    from jaxprune import _design as D
+
+    w, ws, v, vs = _network(rng, K=3, N=50)
+    st = overlaps_from_weights(w, ws, v, vs)
+    traces = {"rule": 0, "subset": 0}
+    rule_call, subset_call = D._RuleLoss.__call__, D._SubsetLoss.__call__
+
+    def counted(name, fn):
+        def call(self, p, hyp):
+            traces[name] += 1
+            return fn(self, p, hyp)
+        return call
+
+    monkeypatch.setattr(D._RuleLoss, "__call__", counted("rule", rule_call))
+    monkeypatch.setattr(D._SubsetLoss, "__call__", counted("subset", subset_call))
+    for keep, alloc in ((0.5, "uniform"), (0.3, "free")):
+        D.design_edge_rule(st, keep, allocation=alloc, steps=3, learning_rate=0.0123)
+    for fam in ("kdpp", "bernoulli"):
+        D.design_subset_distribution(st, 2, family=fam, steps=3, learning_rate=0.0123)
+    assert traces == {"rule": 1, "subset": 1}
+
+
 # ------------------------------------------------------------------------------------- design vs brute force
 
 
@@ -279,7 +395,18 @@ def test_validation_errors(rng):
 
 @pytest.mark.slow
 def test_through_training_gradient_and_brute_force():
-    from jaxprune._design import _pruned_start, design_through_training, retrain_pruned, training_subset_errors
+    from jaxprune._design import (
+        _MODE_EXACT,
+        _MODE_NONE,
+        _MODE_RELAXED,
+        _adam,
+        _evaluate_training,
+        _pruned_start,
+        _training_problem,
+        design_through_training,
+        retrain_pruned,
+        training_subset_errors,
+    )
     from jaxprune._dynamics import SGDConfig, solve_ode
 
     K, M = 4, 2
@@ -288,11 +415,30 @@ def test_through_training_gradient_and_brute_force():
                   v_star=jnp.full(M, 2.0))
     cfg = SGDConfig(eta=0.5, eta_v=0.5, mode="two-layer")
     st = solve_ode(s0, cfg, np.array([0.0, 30.0]), rtol=1e-6, atol=1e-9).final
+    m0 = jnp.asarray([0.9, 0.4, 0.6, 0.3])
+    # reverse mode through diffrax's checkpointed loop (retrain_pruned's default adjoint)
     f = jax.jit(lambda m: generalisation_error(
         retrain_pruned(_pruned_start(st, m, "optimal", 1.0, cfg.activation), m, cfg, 5.0, rtol=1e-9, atol=1e-12)))
-    _fd_check(f, jnp.asarray([0.9, 0.4, 0.6, 0.3]), idx=range(4), eps=1e-5, rtol=1e-4)
-    masks = jnp.asarray(enumerate_subsets(K, 2))
-    best = float(jnp.min(training_subset_errors(st, cfg, masks, 5.0)))
+    _fd_check(f, m0, idx=range(4), eps=1e-5, rtol=1e-4)
+    # the design's own loss: forward-mode derivatives (one tangent per unit) behind a custom VJP, both prune-time
+    # reweightings; tight tolerances so that finite differences see the smooth ODE solution
+    prob = _training_problem(st, cfg, 2, 5.0, rows=1, rho=1.0, rtol=1e-9, atol=1e-12)
+    hyp = {"penalty": jnp.asarray(0.0), "binarise": jnp.asarray(0.0)}
+    for mode in (_MODE_RELAXED, _MODE_NONE):
+        g = jax.jit(lambda m, mode=mode: prob.one(m, jnp.asarray(mode), hyp)[1][0])
+        _fd_check(g, m0, idx=range(4), eps=1e-5, rtol=1e-4)
+    # and it is the public retrain_pruned error of the same relaxed start
+    np.testing.assert_allclose(jax.jit(lambda m: prob.one(m, jnp.asarray(_MODE_RELAXED), hyp)[1][0])(m0), f(m0),
+                               rtol=1e-10)
+    # exact evaluation through the compiled design step == the independent forward program, every subset
+    masks = np.asarray(enumerate_subsets(K, 2))
+    design_prob = _training_problem(st, cfg, 2, 5.0, rows=2)
+    for rw, code in (("none", _MODE_NONE), ("optimal", _MODE_EXACT)):
+        ref = np.asarray(training_subset_errors(st, cfg, jnp.asarray(masks), 5.0, reweight=rw))
+        got, final = _evaluate_training(design_prob, _adam(0.05), masks, code)
+        np.testing.assert_allclose(got, ref, rtol=1e-9)
+        assert final.Q.shape == (masks.shape[0], K, K)
+    best = float(np.min(np.asarray(training_subset_errors(st, cfg, jnp.asarray(masks), 5.0))))
     d = design_through_training(st, cfg, 2, 5.0, steps=40, restarts=2)
     assert float(d.error) == pytest.approx(best, rel=1e-6)
 
@@ -415,3 +561,24 @@ def test_through_training_best_reweighting_reaches_brute_force():
     assert d.reweight in ("none", "optimal") and set(calls) == {"none", "optimal"}
     assert float(table[d.reweight][np.flatnonzero(np.all(masks == np.asarray(d.mask), axis=1))[0]]) == \
         pytest.approx(float(d.error), rel=1e-12)
+    assert 0 < d.evaluations <= 2 * masks.shape[0]
+    # without polish the result is the best candidate: never worse than the restarts' starting subsets, and a
+    # given candidate that is the best subset of an arbitrary error table wins outright
+    fake = {rw: np.random.default_rng(3).random(masks.shape[0]) + j for j, rw in enumerate(("none", "optimal"))}
+
+    def lookup_fake(ms, rw):
+        return np.asarray([fake[rw][np.flatnonzero(np.all(masks == np.asarray(m), axis=1))[0]] for m in ms])
+
+    i_best = int(np.argmin(fake["none"]))
+    e = design_through_training(st, cfg, 2, 3.0, reweight="best", steps=2, restarts=2, polish=False,
+                                exact_errors=lookup_fake, candidates=masks[i_best][None])
+    assert float(e.error) == pytest.approx(float(fake["none"].min()), rel=1e-15)
+    assert e.reweight == "none" and np.array_equal(np.asarray(e.mask), masks[i_best])
+    e2 = design_through_training(st, cfg, 2, 3.0, reweight="best", steps=2, restarts=2, polish=False,
+                                 exact_errors=lookup_fake)
+    from jaxprune._design import _node_mask_init
+
+    starts = np.asarray(_node_mask_init(st, jax.random.key(0), jnp.asarray(2.0), restarts=2, logit=False))
+    start_err = min(float(lookup_fake([np.isin(np.arange(K), np.argsort(-s, kind="stable")[:2])], "none")[0])
+                    for s in starts)
+    assert float(e2.error) <= start_err

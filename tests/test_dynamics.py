@@ -303,3 +303,158 @@ def test_repeated_solves_do_not_retrace(integrator, monkeypatch):
     second = solve_ode(s1, SGDConfig(eta=0.7, sigma=0.2), [0.0, 0.5, 1.0], integrator=integrator)
     assert len(traces) == n_first
     assert not np.allclose(np.asarray(first.eps_g), np.asarray(second.eps_g))  # it really is a new problem
+
+
+# ---- solve_ode_batch: a batch of configurations integrated as one ODE system ----
+
+def _stack(states):
+    return jax.tree.map(lambda *x: jnp.stack(x), *states)
+
+
+def test_batch_vector_field_matches_independent_numpy(rng):
+    """The batch-minor vector field (erf: I4 on the triangle c <= d; linear: the generic broadcast forms)
+    equals the loop-over-the-sums NumPy field member by member, for different states and configurations; and
+    the erf triangle kernel equals the generic dense form of `AbstractActivation`."""
+    from jaxprune._activations import AbstractActivation, Erf
+    from jaxprune._dynamics import _BatchFlat, _pair_indices
+
+    states = [random_state(rng, 3, 2) for _ in range(4)]
+    etas, sigmas, wds = [0.3, 0.7, 1.1, 0.5], [0.0, 0.2, 0.4, 0.1], [0.0, 0.01, 0.0, 0.05]
+    batch = _stack(states)
+    flat = _BatchFlat.of(batch)
+    field = jax.jit(lambda y, cfg: flat.field(y, cfg))
+    for mode, kind in (("two-layer", "erf"), ("scm", "linear")):
+        cfg = SGDConfig(eta=jnp.asarray(etas), sigma=jnp.asarray(sigmas), eta_v=0.4, weight_decay=jnp.asarray(wds),
+                        mode=mode, activation=kind)
+        got = np.asarray(field(flat.ravel(batch), cfg))
+        for j, s in enumerate(states):
+            Q, R, T, v, vs = (np.asarray(x) for x in (s.Q, s.R, s.T, s.v, s.v_star))
+            dQ, dR, dv = numpy_field(Q, R, T, v, vs, etas[j], 0.4, sigmas[j], mode == "two-layer", kind)
+            dQ, dR = dQ - 2 * etas[j] * wds[j] * Q, dR - etas[j] * wds[j] * R
+            want = np.concatenate([dQ.ravel(), dR.ravel(), dv])
+            np.testing.assert_allclose(got[:, j], want, rtol=1e-11, atol=1e-13, err_msg=f"{mode} {kind} member {j}")
+    C = jnp.moveaxis(jax.vmap(lambda s: s.covariance())(batch), 0, -1)
+    u = jnp.moveaxis(jax.vmap(lambda s: s.output_weights())(batch), 0, -1)
+    cdiag = jnp.moveaxis(jnp.diagonal(C, axis1=0, axis2=1), -1, 0)
+    a, b, _ = _pair_indices(3)
+    erf = Erf()
+
+    @jax.jit
+    def kernels(C, u, cdiag):
+        dense = AbstractActivation.i4_contracted_batch(erf, cdiag, C, u, a, b)
+        return erf.i4_contracted_batch(cdiag, C, u, a, b), dense
+
+    i4_triangle, i4_dense = kernels(C, u, cdiag)
+    np.testing.assert_allclose(i4_triangle, i4_dense, rtol=1e-12, atol=1e-14)
+
+
+# the two solve tests share one grid and tolerances, so each program (batch, single) compiles once per session
+_BATCH_GRID = [0.0, 0.5, 3.0, 10.0, 30.0]
+_BATCH_TOL = dict(rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("integrator", ["tsit5", "euler"])
+def test_batch_matches_single_solves(integrator):
+    """Mixed configurations (eta, sigma) and initial states, K fixed: each member equals its own `solve_ode`
+    within the tolerance."""
+    from jaxprune._dynamics import solve_ode_batch
+
+    s = reference_state(2, 2)
+    # a second initial state, with the same leaf types as the first (a dtype change would compile another solve)
+    states = [s, Overlaps(Q=1.3 * s.Q, R=50.0 * s.R, T=s.T, v=0.8 * s.v, v_star=s.v_star), s]
+    etas, sigmas = [0.2, 0.9, 0.6], [0.0, 0.3, 0.1]
+    sol = solve_ode_batch(_stack(states), SGDConfig(eta=jnp.asarray(etas), sigma=jnp.asarray(sigmas)), _BATCH_GRID,
+                          integrator=integrator, **_BATCH_TOL)
+    assert sol.eps_g.shape == (3, 5) and sol.states.Q.shape == (3, 5, 2, 2) and sol.status.shape == (3,)
+    assert np.asarray(sol.status).tolist() == [Status.SUCCESS] * 3
+    np.testing.assert_allclose(np.asarray(sol.alpha_end), 30.0)
+    for j in range(3):
+        one = solve_ode(states[j], SGDConfig(eta=etas[j], sigma=sigmas[j]), _BATCH_GRID, integrator=integrator,
+                        **_BATCH_TOL)
+        np.testing.assert_allclose(np.asarray(sol.alphas[j]), np.asarray(one.alphas))
+        np.testing.assert_allclose(np.asarray(sol.eps_g[j]), np.asarray(one.eps_g), rtol=1e-7, atol=1e-9)
+        for name in ("Q", "R", "v"):
+            np.testing.assert_allclose(np.asarray(getattr(sol.states, name)[j]),
+                                       np.asarray(getattr(one.states, name)), rtol=1e-7, atol=1e-9, err_msg=name)
+    if integrator == "tsit5":  # one step sequence shared by the whole batch
+        assert len(set(np.asarray(sol.num_steps).tolist())) == 1
+
+
+def test_batch_divergence_is_per_member():
+    """One member diverges (erf student with a huge learning rate: its norms run past the threshold): it alone
+    is DIVERGED, frozen with NaN errors after its divergence, and the others still equal their own solves."""
+    from jaxprune._dynamics import solve_ode_batch
+
+    s = reference_state(2, 2)
+    etas, sigmas = [0.2, 20.0, 0.6], [0.0, 0.3, 0.1]
+    cfg = SGDConfig(eta=jnp.asarray(etas), sigma=jnp.asarray(sigmas))
+    sol = solve_ode_batch(s, cfg, _BATCH_GRID, divergence_threshold=50.0, throw=False, **_BATCH_TOL)
+    assert np.asarray(sol.status).tolist() == [Status.SUCCESS, Status.DIVERGED, Status.SUCCESS]
+    assert 0.5 < float(sol.alpha_end[1]) < 3.0  # it crosses the threshold between the 2nd and 3rd outputs
+    assert float(sol.alpha_end[0]) == float(sol.alpha_end[2]) == 30.0
+    eps = np.asarray(sol.eps_g)
+    assert np.all(np.isfinite(eps[1, :2])) and np.all(np.isnan(eps[1, 2:]))
+    Q1 = np.asarray(sol.states.Q[1])
+    np.testing.assert_array_equal(Q1[2:], np.broadcast_to(Q1[1], Q1[2:].shape))  # held at its last output
+    assert np.all(np.isfinite(eps[[0, 2]]))
+    # once diverged it is masked out of the step control: it costs the others at most the steps it took alive
+    healthy = solve_ode_batch(s, SGDConfig(eta=jnp.asarray([0.2, 0.2, 0.6]), sigma=jnp.asarray(sigmas)), _BATCH_GRID,
+                              divergence_threshold=50.0, **_BATCH_TOL)
+    assert int(sol.num_steps[1]) < int(sol.num_steps[0]) <= int(healthy.num_steps[0]) + int(sol.num_steps[1])
+    for j in (0, 2):
+        one = solve_ode(s, SGDConfig(eta=etas[j], sigma=sigmas[j]), _BATCH_GRID, **_BATCH_TOL)
+        np.testing.assert_allclose(eps[j], np.asarray(one.eps_g), rtol=1e-7, atol=1e-9)
+    with pytest.raises(Exception, match="at least one batch member"):
+        solve_ode_batch(s, cfg, _BATCH_GRID, divergence_threshold=50.0, throw=True, **_BATCH_TOL)
+
+
+@pytest.mark.slow
+def test_batch_under_vmap_keeps_member_status():
+    from jaxprune._dynamics import solve_ode_batch
+
+    s = reference_state(2, 2)
+    run = jax.vmap(lambda e: solve_ode_batch(s, SGDConfig(eta=e, sigma=0.1), _BATCH_GRID, divergence_threshold=50.0,
+                                             throw=False, **_BATCH_TOL))
+    sol = run(jnp.asarray([[0.2, 20.0, 0.6], [0.3, 0.4, 30.0]]))
+    assert np.asarray(sol.status).tolist() == [[0, Status.DIVERGED, 0], [0, 0, Status.DIVERGED]]
+    assert sol.eps_g.shape == (2, 3, 5)
+
+
+def test_batch_error_norm_is_the_worst_member():
+    """The shared step-size control sees the largest per-member RMS error, undiluted by the batch size."""
+    from jaxprune._dynamics import _member_max_rms
+
+    err = np.zeros((6, 100))  # (D, B): one member with a unit scaled error, 99 exact ones
+    err[:, 17] = 1.0
+    assert float(_member_max_rms(jnp.asarray(err))) == pytest.approx(1.0)
+    err[:3, 17] = 0.0
+    assert float(_member_max_rms(jnp.asarray(err))) == pytest.approx(np.sqrt(0.5))
+
+
+def test_batch_bad_arguments():
+    import equinox as eqx
+
+    from jaxprune._dynamics import solve_ode_batch
+
+    s = reference_state(2, 2)
+    four = _stack([s] * 4)
+    grid = [0.0, 1.0]
+    with pytest.raises(ValueError, match=r"configs\.sigma has batch size 3, but states0\.Q has batch size 4"):
+        solve_ode_batch(four, SGDConfig(eta=0.5, sigma=jnp.zeros(3)), grid)
+    with pytest.raises(ValueError, match=r"configs\.eta has batch size 2, but states0\.Q has batch size 4"):
+        solve_ode_batch(four, SGDConfig(eta=jnp.asarray([0.1, 0.2])), grid)
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        SGDConfig(eta=jnp.asarray([0.1, -0.2]))
+    sneaky = eqx.tree_at(lambda c: c.eta, SGDConfig(eta=jnp.asarray([0.1, 0.2])), jnp.asarray([0.1, -0.2]))
+    with pytest.raises(ValueError, match=r"configs\.eta must be > 0"):
+        solve_ode_batch(s, sneaky, grid)
+    with pytest.raises(ValueError, match="needs a batch axis"):
+        solve_ode_batch(s, SGDConfig(eta=0.5), grid)
+    with pytest.raises(ValueError, match=r"configs\.sigma must be a scalar or have shape \(B,\)"):
+        solve_ode_batch(s, SGDConfig(eta=0.5, sigma=jnp.zeros((2, 2))), grid)
+    wrong = jax.tree.map(lambda x: x, four)
+    wrong = eqx.tree_at(lambda t: t.T, wrong, jnp.zeros((4, 3, 3)))
+    with pytest.raises(ValueError, match=r"states0\.T must end in shape \(2, 2\)"):
+        solve_ode_batch(wrong, SGDConfig(eta=0.5), grid)
+    with pytest.raises(ValueError, match="integrator must be one of"):
+        solve_ode_batch(four, SGDConfig(eta=0.5), grid, integrator="rk99")

@@ -344,3 +344,26 @@ def test_stability_edge_in_eta():
     ok = status == Status.SUCCESS
     assert np.all(np.isfinite(np.asarray(res.eps_g))[ok])
     assert np.all(np.asarray(res.slowest_eigenvalue.real)[ok] < 0)
+
+
+def test_without_fallback_newton_only():
+    """`fallback=False` (Newton only): the root and its implicit gradient where Newton succeeds (gradient against
+    central differences); where only Levenberg-Marquardt finds the root (exactly duplicated units, on the
+    boundary of the PSD cone; see the saddle test, slow), a failure status instead of a root."""
+    def eps(e, s):
+        return solve_fixed_point(s, SGDConfig(eta=e, sigma=0.1), fallback=False, throw=False)
+
+    root = eps(0.5, _specialised(2, 2))
+    assert int(root.status) == Status.SUCCESS and not bool(root.used_fallback)
+    start = root.state
+    g = float(jax.jit(jax.grad(lambda e: eps(e, start).eps_g))(0.5))
+    h = 1e-5
+    fd = (float(eps(0.5 + h, start).eps_g) - float(eps(0.5 - h, start).eps_g)) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-5)
+
+    Q = np.kron(np.eye(2), np.ones((2, 2)))
+    R = np.kron(np.eye(2), 0.95 * np.ones((2, 1)))
+    dup = Overlaps(Q=jnp.asarray(Q), R=jnp.asarray(R), T=jnp.eye(2), v=jnp.full(4, 0.5), v_star=jnp.ones(2))
+    newton_only = solve_fixed_point(dup, SGDConfig(eta=0.5, eta_v=0.5, sigma=0.1, mode="two-layer"),
+                                    fallback=False, throw=False)
+    assert int(newton_only.status) in (Status.NOT_CONVERGED, Status.DIVERGED)

@@ -16,9 +16,10 @@ _NUM = re.compile(r"(?<![A-Za-z_\d.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """One cold quick run (two worker processes, as the CLI runs it on two cores)."""
     out = tmp_path_factory.mktemp("reproduce")
     t = time.perf_counter()
-    code = main(["reproduce", "--out", str(out), "--quick", "--quiet"])
+    code = main(["reproduce", "--out", str(out), "--quick", "--quiet", "--jobs", "2"])
     return {"out": out, "code": code, "seconds": time.perf_counter() - t}
 
 
@@ -74,7 +75,6 @@ def _all_numbers(obj, acc):
             _all_numbers(v, acc)
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
 def test_quick_run_succeeds(quick):
     assert quick["code"] == 0
     res = _results(quick["out"])
@@ -96,7 +96,6 @@ def test_quick_run_succeeds(quick):
             assert p["d_eps_d_sigma"] > 0  # more label noise, larger error
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
 def test_report_references_existing_figures(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -109,7 +108,6 @@ def test_report_references_existing_figures(quick):
     assert "failed" not in md.lower().split("all parts succeeded")[0]
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
 def test_every_table_number_comes_from_results(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -128,7 +126,6 @@ def test_every_table_number_comes_from_results(quick):
     assert checked > 200
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
 def test_table_values_match_their_rows(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -153,7 +150,6 @@ def test_table_values_match_their_rows(quick):
     assert vals[9] == ("yes" if cells[0]["claim1_dpp_beats_random"] else "no")
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
 def test_results_hold_the_claims_and_the_report_states_them(quick):
     res = _results(quick["out"])
     md = (quick["out"] / "report.md").read_text()
@@ -171,7 +167,6 @@ def test_results_hold_the_claims_and_the_report_states_them(quick):
     assert wm["cells"] == len(wm["rows"]) > 0
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
 def test_rerun_reuses_every_part(quick, tmp_path):
     out = _copy(quick, tmp_path)
     before = _mtimes(out)
@@ -185,7 +180,7 @@ def test_rerun_reuses_every_part(quick, tmp_path):
     assert "reused" in (out / "report.md").read_text()
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+@pytest.mark.slow  # recomputes parts of the quick run (about a minute each)
 def test_force_recomputes_only_the_named_part(quick, tmp_path):
     out = _copy(quick, tmp_path)
     before = _mtimes(out)
@@ -202,7 +197,7 @@ def test_force_recomputes_only_the_named_part(quick, tmp_path):
     assert res["parts"]["ode_vs_sim"]["result"]["runs"][0]["final_sim"] == pytest.approx(old["runs"][0]["final_sim"])
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+@pytest.mark.slow  # recomputes parts of the quick run (about a minute each)
 def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path):
     out = _copy(quick, tmp_path)
     p = out / "parts" / "fixed_points.json"
@@ -222,7 +217,7 @@ def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path):
     assert res["parts"]["paper"]["reused"]
 
 
-@pytest.mark.slow  # a cold quick run is ~7 CPU-minutes (compilation); see issue 7
+@pytest.mark.slow  # recomputes parts of the quick run (about a minute each)
 def test_failing_part_is_recorded_and_others_go_on(quick, tmp_path, monkeypatch):
     out = _copy(quick, tmp_path)
 
@@ -247,7 +242,7 @@ def test_failing_part_is_recorded_and_others_go_on(quick, tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("argv", [
     ["reproduce", "--out", "x", "--quick", "--full"],
-    ["reproduce", "--quick"],
+    ["reproduce", "--out", "x", "--jobs", "0"],
     ["reproduce", "--out", "x", "--force", "no-such-part"],
     ["reproduce", "--out", "x", "--parts"],
 ])

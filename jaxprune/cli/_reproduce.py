@@ -6,7 +6,7 @@ data), then writes DIR/results.json (every number), DIR/figures/*.png and DIR/re
 kept in DIR/parts/<name>.json and reused by a rerun with the same settings. A failing part is reported and the
 others still run; the exit code is then 1.
 
-    jaxprune reproduce --out runs/reproduce            # default sizes: under 15 minutes on 2 CPU cores
+    jaxprune reproduce                                 # default sizes into runs/reproduce: under 15 minutes on 2 CPU cores
     jaxprune reproduce --out runs/smoke --quick        # a smoke run, about 2 minutes
     jaxprune reproduce --out runs/paper --full         # the seed paper's sizes (hours)
     jaxprune reproduce --out runs/reproduce --force paper   # recompute one part
@@ -15,9 +15,10 @@ others still run; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from ._common import CLIError
+from ._common import CLIError, positive_int
 
 
 def register(subparsers) -> None:
@@ -29,7 +30,8 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=Path, default=Path("runs/reproduce"),
+                   help="output folder (default: runs/reproduce)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small smoke version (about 2 minutes)")
     size.add_argument("--full", action="store_true", help="the seed paper's full sizes (N=500, 800 000 steps, ...)")
@@ -40,6 +42,9 @@ def register(subparsers) -> None:
                    help="run only these parts (the report includes other finished parts with matching settings)")
     p.add_argument("--compile-cache", type=Path, default=None, metavar="DIR",
                    help="keep XLA compilations in DIR (JAX's persistent cache): later runs skip most compile time")
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="worker processes running independent parts side by side (default: the number of CPU "
+                        "cores, at most 4; 1 runs everything in this process)")
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=run)
 
@@ -51,15 +56,11 @@ def run(args) -> int:
     force = False if args.force is None else (True if len(args.force) == 0 else list(args.force))
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} exists and is not a folder")
-    if args.compile_cache is not None:
-        import jax
-
-        args.compile_cache.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(args.compile_cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jobs = args.jobs if args.jobs is not None else max(1, min(os.cpu_count() or 1, 4))
     log = None if args.quiet else (lambda m: print(m, flush=True))
     try:
-        res = reproduce(args.out, mode=mode, force=force, parts=args.parts, log=log)
+        res = reproduce(args.out, mode=mode, force=force, parts=args.parts, jobs=jobs,
+                        compile_cache=args.compile_cache, log=log)
     except ValueError as e:
         raise CLIError(str(e)) from None
     for st in res["claims"].get("statements", []):
