@@ -75,6 +75,7 @@ def _all_numbers(obj, acc):
             _all_numbers(v, acc)
 
 
+@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
 def test_quick_run_succeeds(quick):
     assert quick["code"] == 0
     res = _results(quick["out"])
@@ -96,6 +97,7 @@ def test_quick_run_succeeds(quick):
             assert p["d_eps_d_sigma"] > 0  # more label noise, larger error
 
 
+@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
 def test_report_references_existing_figures(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -108,6 +110,7 @@ def test_report_references_existing_figures(quick):
     assert "failed" not in md.lower().split("all parts succeeded")[0]
 
 
+@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
 def test_every_table_number_comes_from_results(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -126,6 +129,7 @@ def test_every_table_number_comes_from_results(quick):
     assert checked > 200
 
 
+@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
 def test_table_values_match_their_rows(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -150,6 +154,7 @@ def test_table_values_match_their_rows(quick):
     assert vals[9] == ("yes" if cells[0]["claim1_dpp_beats_random"] else "no")
 
 
+@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
 def test_results_hold_the_claims_and_the_report_states_them(quick):
     res = _results(quick["out"])
     md = (quick["out"] / "report.md").read_text()
@@ -167,6 +172,7 @@ def test_results_hold_the_claims_and_the_report_states_them(quick):
     assert wm["cells"] == len(wm["rows"]) > 0
 
 
+@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
 def test_rerun_reuses_every_part(quick, tmp_path):
     out = _copy(quick, tmp_path)
     before = _mtimes(out)
