@@ -27,6 +27,7 @@ from ._dynamics import ODESolution as ODESolution
 from ._dynamics import SGDConfig as SGDConfig
 from ._dynamics import alpha_grid as alpha_grid
 from ._dynamics import solve_ode as solve_ode
+from ._dynamics import solve_ode_batch as solve_ode_batch
 from ._dynamics import vector_field as vector_field
 from ._edge import EdgePruningResult as EdgePruningResult
 from ._edge import apply_edge_mask as apply_edge_mask

@@ -1869,7 +1869,7 @@ def compare_population(
     if weights is not None:
         w, w_star = (jnp.asarray(x) for x in weights)
         N = w.shape[1]
-        ctx = _EdgeContext(state=state, w=w, w_star=w_star, activation=activation)
+        ctx = _EdgeContext.of(w, w_star, state.v, state.v_star, activation)
     per_keep, fresh, half = _population_setup(key, w, w_star, state.v, state.v_star, activation, int(test_samples),
                                               len(keeps), int(draws))
     if weights is not None:
@@ -1884,7 +1884,8 @@ def compare_population(
                                  kernels=kernels, activation=activation, progress=progress)
             row = dict(keep=keep, k=kk, kind="edge", method=f"designed rule ({alloc})", role="designed",
                        error=float(r.error), loss_curve=r.trace.loss,
-                       setting="own c; slopes " + ",".join(f"{x:.3g}" for x in np.asarray(r.rule.slope())))
+                       setting="own c; slopes " + ",".join(
+                           f"{x:.3g}" for x in np.exp(np.minimum(np.asarray(r.rule.log_slope), math.log(_MAX_SLOPE)))))
             rows.append(row)
             designed.append(row)
             if weights is not None:

@@ -410,6 +410,7 @@ def test_batch_divergence_is_per_member():
 
 @pytest.mark.slow
 def test_batch_under_vmap_keeps_member_status():
+    """`jax.vmap` over batches (e.g. over seeds) keeps a status per member of every batch."""
     from jaxprune._dynamics import solve_ode_batch
 
     s = reference_state(2, 2)
@@ -452,8 +453,7 @@ def test_batch_bad_arguments():
         solve_ode_batch(s, SGDConfig(eta=0.5), grid)
     with pytest.raises(ValueError, match=r"configs\.sigma must be a scalar or have shape \(B,\)"):
         solve_ode_batch(s, SGDConfig(eta=0.5, sigma=jnp.zeros((2, 2))), grid)
-    wrong = jax.tree.map(lambda x: x, four)
-    wrong = eqx.tree_at(lambda t: t.T, wrong, jnp.zeros((4, 3, 3)))
+    wrong = eqx.tree_at(lambda t: t.T, four, jnp.zeros((4, 3, 3)))
     with pytest.raises(ValueError, match=r"states0\.T must end in shape \(2, 2\)"):
         solve_ode_batch(wrong, SGDConfig(eta=0.5), grid)
     with pytest.raises(ValueError, match="integrator must be one of"):
