@@ -18,6 +18,7 @@ Gaussian per coordinate and `N` is finite: that gap is the test of THEORY.md 6.2
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -91,6 +92,7 @@ def _state64(w, w_star, v, v_star) -> Overlaps:
     return overlaps_from_weights(f(w), f(w_star), f(v), f(v_star))
 
 
+@functools.partial(jax.jit, static_argnames="samples")
 def _fresh_test_mse(key, w, v, w_star, v_star, sigma, samples):
     """Empirical noisy test MSE `mean (phi - y)^2` on fresh Gaussian inputs (float64)."""
     N = w.shape[1]
@@ -127,6 +129,7 @@ def _masked_network_errors(w, vs, w_star, v_star, masks):
     return jax.vmap(one)(masks, vs)
 
 
+@functools.partial(jax.jit, static_argnames="reweight")
 def _node_second_layers(state, masks, reweight):
     """Reweighted second layers for a batch of node masks (from the network's own overlaps)."""
     return jax.vmap(lambda m: prune_nodes(state, m, reweight=reweight)[0].v)(jnp.asarray(masks))

@@ -265,6 +265,23 @@ def test_chunked_node_evaluation_matches(rng):
         assert np.all(vps[j][~masks] == 0)
 
 
+def test_blocked_node_subset_errors_match_one_batch(rng, monkeypatch):
+    """Beyond `_NODE_EVAL_BATCH` rows the subsets run in sequential padded blocks: same numbers, same order."""
+    from jaxprune import _design as D
+    from jaxprune._activations import Erf
+
+    w, ws, v, vs = _network(rng, K=5, N=70)
+    st = overlaps_from_weights(w, ws, v, vs)
+    masks = jnp.asarray(enumerate_subsets(5, 2))  # 10 rows
+    ref_e, ref_v = D._node_eval_traced(st, masks, "optimal", Erf())  # one vmap (10 <= 4096)
+    monkeypatch.setattr(D, "_NODE_EVAL_BATCH", 4)  # 3 blocks of 4, the last padded with 2 copies
+    got_e, got_v = jax.jit(lambda s, m: D._node_eval_traced(s, m, "optimal", Erf()))(st, masks)
+    assert got_e.shape == (10,) and got_v.shape == (10, 5)
+    np.testing.assert_allclose(got_e, ref_e, rtol=1e-12)
+    np.testing.assert_allclose(got_v, ref_v, rtol=1e-12, atol=1e-15)
+    assert len(set(np.round(np.asarray(got_e), 12))) > 1  # distinct subsets, not one row repeated
+
+
 def test_edge_context_matches_concrete_error(rng):
     from jaxprune._activations import Erf
     from jaxprune._design import _concrete_edge_error, _EdgeContext

@@ -59,6 +59,7 @@ def notebook_runs(request, tmp_path_factory):
             proc.wait()
 
 
+@pytest.mark.xdist_group("notebook_runs")  # one worker starts all three runs (the fixture above)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, notebook_runs):
     proc, cwd, log = notebook_runs[path]

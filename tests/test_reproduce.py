@@ -37,6 +37,21 @@ def _copy(quick, tmp_path):
     return dst
 
 
+def _replay_parts(quick, monkeypatch, names):
+    """Replace the named parts by functions that return the quick run's own results (the recomputation logic is
+    under test, not the parts); returns the list of parts actually called (in-process runs: `--jobs 1`)."""
+    calls = []
+    for name in names:
+        result = json.loads((quick["out"] / "parts" / f"{name}.json").read_text())["result"]
+
+        def replay(s, work, log, _name=name, _result=result):
+            calls.append(_name)
+            return _result
+
+        monkeypatch.setitem(_reproduce._PART_FUNCTIONS, name, replay)
+    return calls
+
+
 def _tables(md: str) -> list[list[str]]:
     """Markdown tables as lists of body lines (header and separator dropped)."""
     tables, cur = [], None
@@ -75,7 +90,8 @@ def _all_numbers(obj, acc):
             _all_numbers(v, acc)
 
 
-@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
+@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
+@pytest.mark.xdist_group("reproduce_quick")
 def test_quick_run_succeeds(quick):
     assert quick["code"] == 0
     res = _results(quick["out"])
@@ -97,7 +113,8 @@ def test_quick_run_succeeds(quick):
             assert p["d_eps_d_sigma"] > 0  # more label noise, larger error
 
 
-@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
+@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
+@pytest.mark.xdist_group("reproduce_quick")
 def test_report_references_existing_figures(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -110,7 +127,8 @@ def test_report_references_existing_figures(quick):
     assert "failed" not in md.lower().split("all parts succeeded")[0]
 
 
-@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
+@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
+@pytest.mark.xdist_group("reproduce_quick")
 def test_every_table_number_comes_from_results(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -129,7 +147,8 @@ def test_every_table_number_comes_from_results(quick):
     assert checked > 200
 
 
-@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
+@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
+@pytest.mark.xdist_group("reproduce_quick")
 def test_table_values_match_their_rows(quick):
     out = quick["out"]
     md = (out / "report.md").read_text()
@@ -154,7 +173,8 @@ def test_table_values_match_their_rows(quick):
     assert vals[9] == ("yes" if cells[0]["claim1_dpp_beats_random"] else "no")
 
 
-@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
+@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
+@pytest.mark.xdist_group("reproduce_quick")
 def test_results_hold_the_claims_and_the_report_states_them(quick):
     res = _results(quick["out"])
     md = (quick["out"] / "report.md").read_text()
@@ -172,7 +192,8 @@ def test_results_hold_the_claims_and_the_report_states_them(quick):
     assert wm["cells"] == len(wm["rows"]) > 0
 
 
-@pytest.mark.slow  # one cold quick run: about 375 CPU-s (compilation), over 3 minutes on 2 cores
+@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
+@pytest.mark.xdist_group("reproduce_quick")
 def test_rerun_reuses_every_part(quick, tmp_path):
     out = _copy(quick, tmp_path)
     before = _mtimes(out)
@@ -186,7 +207,8 @@ def test_rerun_reuses_every_part(quick, tmp_path):
     assert "reused" in (out / "report.md").read_text()
 
 
-@pytest.mark.slow  # recomputes parts of the quick run (about a minute each)
+@pytest.mark.slow
+@pytest.mark.xdist_group("reproduce_quick")
 def test_force_recomputes_only_the_named_part(quick, tmp_path):
     out = _copy(quick, tmp_path)
     before = _mtimes(out)
@@ -203,8 +225,9 @@ def test_force_recomputes_only_the_named_part(quick, tmp_path):
     assert res["parts"]["ode_vs_sim"]["result"]["runs"][0]["final_sim"] == pytest.approx(old["runs"][0]["final_sim"])
 
 
-@pytest.mark.slow  # recomputes parts of the quick run (about a minute each)
-def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path):
+@pytest.mark.slow
+@pytest.mark.xdist_group("reproduce_quick")
+def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path, monkeypatch):
     out = _copy(quick, tmp_path)
     p = out / "parts" / "fixed_points.json"
     text = p.read_text()
@@ -214,7 +237,9 @@ def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path):
     rec["settings"]["seeds"] = 99  # settings of another run
     q.write_text(json.dumps(rec))
     before = _mtimes(out)
-    assert main(["reproduce", "--out", str(out), "--quick", "--quiet"]) == 0
+    calls = _replay_parts(quick, monkeypatch, ["fixed_points", "ode_vs_sim"])
+    assert main(["reproduce", "--out", str(out), "--quick", "--quiet", "--jobs", "1"]) == 0
+    assert sorted(calls) == ["fixed_points", "ode_vs_sim"]  # exactly the two bad parts were recomputed
     res = _results(out)
     assert not res["parts"]["fixed_points"]["reused"] and not res["parts"]["ode_vs_sim"]["reused"]
     assert json.loads(p.read_text())["status"] == "ok"
@@ -223,7 +248,8 @@ def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path):
     assert res["parts"]["paper"]["reused"]
 
 
-@pytest.mark.slow  # recomputes parts of the quick run (about a minute each)
+@pytest.mark.slow
+@pytest.mark.xdist_group("reproduce_quick")
 def test_failing_part_is_recorded_and_others_go_on(quick, tmp_path, monkeypatch):
     out = _copy(quick, tmp_path)
 
@@ -240,10 +266,13 @@ def test_failing_part_is_recorded_and_others_go_on(quick, tmp_path, monkeypatch)
     md = (out / "report.md").read_text()
     assert "Part `winner_map` failed" in md and "injected failure" in md
     assert "## 3. Pruning" in md and "## 6. Real data" in md
-    # the failure is not reused: the next run recomputes the part
+    # the failure is not reused: the next run recomputes the part (and only it)
     monkeypatch.undo()
-    assert main(["reproduce", "--out", str(out), "--quick", "--quiet"]) == 0
-    assert _results(out)["parts"]["winner_map"]["reused"] is False
+    calls = _replay_parts(quick, monkeypatch, ["winner_map"])
+    assert main(["reproduce", "--out", str(out), "--quick", "--quiet", "--jobs", "1"]) == 0
+    assert calls == ["winner_map"]
+    res = _results(out)
+    assert res["ok"] and res["parts"]["winner_map"]["reused"] is False
 
 
 @pytest.mark.parametrize("argv", [
