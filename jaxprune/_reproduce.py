@@ -1066,7 +1066,8 @@ def _run_groups_parallel(groups, settings, parts_dir: Path, jobs: int, log, verb
     """Groups of parts in `jobs` spawned worker processes; a worker that dies leaves its unfinished parts
     recorded as failed (finished ones are on disk and are read back). `quick_compile` lowers XLA's backend
     optimisation level in the workers (compiles ~20% faster; for the small quick mode, where compiling
-    dominates)."""
+    dominates). At that level XLA CPU computes some float64 operations less exactly: numbers can differ from a
+    default-level run at the 1e-7 relative level, which a smoke run tolerates."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
