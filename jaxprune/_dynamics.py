@@ -317,6 +317,20 @@ _SOLVERS = {
 }
 
 
+def _check_solver_options(alphas, integrator, dt, rtol, atol, max_steps) -> np.ndarray:
+    """Validate the options shared by [`solve_ode`][] and [`solve_ode_batch`][]; returns the output grid."""
+    a = _check_alphas(alphas)
+    if integrator not in INTEGRATORS:
+        raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
+    if not (dt > 0 and math.isfinite(dt)):
+        raise ValueError(f"dt must be positive and finite, got {dt}")
+    if rtol <= 0 or atol <= 0:
+        raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    return a
+
+
 def solve_ode(
     state0: Overlaps,
     config: SGDConfig,
@@ -348,13 +362,7 @@ def solve_ode(
     **Returns:** an [`ODESolution`][]. Works under `jit` (with `alphas` static), `vmap` over states and
     configurations, and `grad` (adaptive solvers; Euler when the output grid is uniform).
     """
-    a = _check_alphas(alphas)
-    if integrator not in INTEGRATORS:
-        raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
-    if not (dt > 0 and math.isfinite(dt)):
-        raise ValueError(f"dt must be positive and finite, got {dt}")
-    if rtol <= 0 or atol <= 0:
-        raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
+    a = _check_solver_options(alphas, integrator, dt, rtol, atol, max_steps)
     dtype = state0.Q.dtype
     if integrator == "euler":
         record_steps = np.rint(a / dt).astype(np.int64)
@@ -711,15 +719,7 @@ def solve_ode_batch(
     unaffected, and its later outputs hold its last finite output with `eps_g = NaN`, as in `solve_ode`.
     Works under `jit` (with `alphas` static); no reverse-mode autodiff (use `solve_ode` for gradients).
     """
-    a = _check_alphas(alphas)
-    if integrator not in INTEGRATORS:
-        raise ValueError(f"integrator must be one of {INTEGRATORS}, got {integrator!r}")
-    if not (dt > 0 and math.isfinite(dt)):
-        raise ValueError(f"dt must be positive and finite, got {dt}")
-    if rtol <= 0 or atol <= 0:
-        raise ValueError(f"rtol and atol must be positive, got rtol={rtol}, atol={atol}")
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    a = _check_solver_options(alphas, integrator, dt, rtol, atol, max_steps)
     B = _batch_size(states0, configs)
     _check_config_values(configs, prefix="configs.")
     dtype = jnp.result_type(*(getattr(states0, name) for name, _ in _STATE_NDIM), float)

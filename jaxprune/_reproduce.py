@@ -531,6 +531,25 @@ def _work_paths(name: str, work: Path) -> list[Path]:
     return []
 
 
+def _reusable(name: str, settings: dict, parts_dir: Path, log: Callable[[str], None] | None = None) -> dict | None:
+    """The finished record of part `name` in `parts_dir` if its settings equal `settings` (marked reused), else
+    `None` (missing, unreadable, or computed with other settings)."""
+    old = _load_part(parts_dir / f"{name}.json")
+    if old is None or _canon(old.get("settings")) != _canon(settings):
+        return None
+    if log is not None:
+        log(f"[{name}] reused (computed earlier in {old.get('seconds', float('nan')):.1f} s)")
+    return dict(old, reused=True, wall_seconds=0.0)
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def run_part(name: str, settings: dict, parts_dir: Path, *, force: bool = False, clean_work: bool = True,
              log: Callable[[str], None] = print) -> dict:
     """Run (or reuse) one part; returns its record `{name, status, settings, result | error, seconds,
@@ -539,16 +558,11 @@ def run_part(name: str, settings: dict, parts_dir: Path, *, force: bool = False,
     path = parts_dir / f"{name}.json"
     work = parts_dir / "work"
     if not force:
-        old = _load_part(path)
-        if old is not None and _canon(old.get("settings")) == _canon(settings):
-            log(f"[{name}] reused (computed earlier in {old.get('seconds', float('nan')):.1f} s)")
-            return dict(old, reused=True, wall_seconds=0.0)
+        old = _reusable(name, settings, parts_dir, log)
+        if old is not None:
+            return old
     elif clean_work:
-        for p in _work_paths(name, work):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            elif p.exists():
-                p.unlink()
+        _remove(_work_paths(name, work))
     work.mkdir(parents=True, exist_ok=True)
     log(f"[{name}] running ...")
     t0, c0 = time.perf_counter(), time.process_time()
@@ -1072,13 +1086,12 @@ def _run_groups_parallel(groups, settings, parts_dir: Path, jobs: int, log, verb
 
     ctx = mp.get_context("spawn")
     cache = None if compile_cache is None else str(compile_cache)
-    out: dict[str, dict] = {}
     log(f"running {sum(len(g) for g in groups)} parts in {min(jobs, len(groups))} worker processes")
     saved = os.environ.get("XLA_FLAGS")
     if quick_compile:  # the workers inherit this environment (read when their XLA backend starts)
         os.environ["XLA_FLAGS"] = ((saved or "") + " --xla_backend_optimization_level=0").strip()
     try:
-        return _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx, out)
+        return _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx)
     finally:
         if quick_compile:
             if saved is None:
@@ -1087,9 +1100,10 @@ def _run_groups_parallel(groups, settings, parts_dir: Path, jobs: int, log, verb
                 os.environ["XLA_FLAGS"] = saved
 
 
-def _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx, out):
+def _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx) -> dict[str, dict]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    out: dict[str, dict] = {}
     started = time.time()
     with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=ctx, initializer=_worker_init,
                              initargs=(cache,)) as pool:
@@ -1157,19 +1171,14 @@ def reproduce(out_dir: str | Path, mode: str = "default", force: bool | Sequence
     records: dict[str, dict] = {}
     todo = []
     for name in PARTS:
-        if name in selected:
-            old = None if name in forced else _load_part(parts_dir / f"{name}.json")
-            if old is not None and _canon(old.get("settings")) == _canon(settings[name]):
-                log(f"[{name}] reused (computed earlier in {old.get('seconds', float('nan')):.1f} s)")
-                records[name] = dict(old, reused=True, wall_seconds=0.0)
-            else:
-                todo.append(name)
-        else:
-            old = _load_part(parts_dir / f"{name}.json")
-            if old is not None and _canon(old.get("settings")) == _canon(settings[name]):
-                records[name] = dict(old, reused=True, wall_seconds=0.0)
-    for p in {p for name in todo if name in forced for p in _work_paths(name, parts_dir / "work")}:
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        run = name in selected
+        old = None if run and name in forced else _reusable(name, settings[name], parts_dir, log if run else None)
+        if old is not None:
+            records[name] = old
+        elif run:
+            todo.append(name)
+    # forced parts' intermediates are deleted once, up front (a group's later parts reuse its first one's)
+    _remove({p for name in todo if name in forced for p in _work_paths(name, parts_dir / "work")})
     groups = [g for g in (tuple(n for n in grp if n in todo) for grp in _GROUPS) if g]
     if jobs == 1 or len(groups) <= 1:
         for name in todo:
