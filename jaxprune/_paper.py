@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._compare import NODE_REWEIGHTS, best_by_method, compare_methods
-from ._dpp import kdpp_eigen, sample_kdpp_mask, sample_uniform_subset
+from ._dpp import kdpp_eigen, sample_kdpp_mask
 from ._dynamics import SGDConfig
 from ._edge import (
     apply_edge_mask,
@@ -108,11 +108,8 @@ def _node_masks(key, state, method, k, n_masks, kernel, jitter):
     if method == "importance-node":
         return np.asarray(importance_mask(state, k))[None, :]
     keys = jax.random.split(key, n_masks)
-    if method == "random-node":
-        idx = jax.vmap(sample_uniform_subset, in_axes=(0, None, None))(keys, K, k)
-        masks = np.zeros((n_masks, K), bool)
-        masks[np.arange(n_masks)[:, None], np.asarray(idx)] = True
-        return masks
+    if method == "random-node":  # uniform k-subsets: the k smallest of K i.i.d. uniform ranks (k traced)
+        return np.asarray(_uniform_subset_masks(keys, K, k))
     eig = kdpp_eigen(kernel_matrix(state, kernel, jitter=jitter))
     return np.asarray(jax.vmap(sample_kdpp_mask, in_axes=(0, None, None))(keys, eig, k))
 
@@ -129,10 +126,24 @@ def _masked_network_errors(w, vs, w_star, v_star, masks):
     return jax.vmap(one)(masks, vs)
 
 
-@functools.partial(jax.jit, static_argnames="reweight")
-def _node_second_layers(state, masks, reweight):
-    """Reweighted second layers for a batch of node masks (from the network's own overlaps)."""
-    return jax.vmap(lambda m: prune_nodes(state, m, reweight=reweight)[0].v)(jnp.asarray(masks))
+@functools.partial(jax.jit, static_argnames="K")
+def _uniform_subset_masks(keys, K: int, k):
+    """Masks of uniformly random `k`-subsets of `K` units, one per key (one compilation serves every `k`)."""
+    ranks = jax.vmap(lambda kk: jnp.argsort(jnp.argsort(jax.random.uniform(kk, (K,)))))(keys)
+    return ranks < k
+
+
+@functools.partial(jax.jit, static_argnames="reweights")
+def _node_second_layers(state, masks, reweights):
+    """Reweighted second layers `(len(reweights), masks, K)` for a batch of node masks (from the network's own
+    overlaps); one compilation per number of masks serves every reweighting."""
+    return jnp.stack([jax.vmap(lambda m: prune_nodes(state, m, reweight=rw)[0].v)(masks) for rw in reweights])
+
+
+def _pad_rows(x, n: int):
+    """`x` with its first row repeated up to `n` rows (one compiled shape for one mask and for many)."""
+    x = np.asarray(x)
+    return x if x.shape[0] >= n else np.concatenate([x, np.repeat(x[:1], n - x.shape[0], axis=0)])
 
 
 def simulation_check(
@@ -183,9 +194,10 @@ def simulation_check(
                 for method in ("random-node", "importance-node", "dpp-node"):
                     key, sub = jax.random.split(key)
                     mk = _node_masks(sub, state, method, k, masks, kernel, jitter)
-                    for rw in reweights:
-                        vs = _node_second_layers(state, mk, rw)
-                        errs = np.asarray(_masked_network_errors(w, vs, w_star, v_star, jnp.asarray(mk)))
+                    padded = jnp.asarray(_pad_rows(mk, masks))
+                    vs_all = _node_second_layers(state, padded, tuple(reweights))
+                    for rw, vs in zip(reweights, vs_all):
+                        errs = np.asarray(_masked_network_errors(w, vs, w_star, v_star, padded))[: len(mk)]
                         mses, mse_pred = [], []
                         for j in range(min(test_mse_masks, len(mk))):
                             key, kk = jax.random.split(key)
@@ -211,8 +223,9 @@ def simulation_check(
                     for rs in rescales:
                         th = edge_prune_theory(state, p, method=method.removesuffix("-edge"), rescale=rs)
                         wc = w * th.c[:, None]
-                        vs = jnp.broadcast_to(v, (n_m, K))
-                        errs = np.asarray(_masked_network_errors(wc, vs, w_star, v_star, jnp.asarray(mk)))
+                        padded = jnp.asarray(_pad_rows(mk, masks))
+                        vs = jnp.broadcast_to(v, (padded.shape[0], K))
+                        errs = np.asarray(_masked_network_errors(wc, vs, w_star, v_star, padded))[:n_m]
                         mses, mse_pred = [], []
                         for j in range(min(test_mse_masks, n_m)):
                             key, kk = jax.random.split(key)

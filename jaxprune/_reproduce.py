@@ -689,21 +689,25 @@ def _best_per_method(rows, value, sigma, K):
     return out
 
 
-def _figures(parts: dict, fig_dir: Path) -> dict[str, str]:
+def _figures(parts: dict, fig_dir: Path, made: dict[str, str] | None = None, *,
+             ready: set[str] | None = None) -> dict[str, str]:
+    """Draw the report's figures into `fig_dir`; returns `{figure: relative path or "error: ..."}`. Figures
+    already in `made` are skipped (and `made` is updated); with `ready`, only figures whose parts are all in
+    `ready` are drawn (the others are left for a later call)."""
     from . import plots
 
-    made: dict[str, str] = {}
+    made = {} if made is None else made
 
     def ok(name):
         return parts.get(name, {}).get("status") == "ok"
 
     jobs = []
     if ok("ode_vs_sim"):
-        jobs.append(("ode_vs_sim", lambda r: plots.ode_vs_simulation_figure(r["runs"]), "ode_vs_sim"))
+        jobs.append(("ode_vs_sim", lambda r: plots.ode_vs_simulation_figure(r["runs"]), "ode_vs_sim", ()))
     if ok("fixed_points"):
         jobs.append(("fixed_points", lambda r: plots.fixed_point_figure(
             r["etas"], r["sigmas"], _arr(r["grid_eps_g"]), _arr(r["grid_d_eta"]), _arr(r["grid_d_sigma"])),
-            "fixed_points"))
+            "fixed_points", ()))
     if ok("paper"):
         def paper_fig(r):
             K = r["setting"]["K"]
@@ -715,7 +719,7 @@ def _figures(parts: dict, fig_dir: Path) -> dict[str, str]:
                 panels.append({"title": f"sigma={s:g}, N={r['setting']['N']}, K={K}", "k": list(range(1, K)),
                                "methods": {m: {"predicted": pred[m], "measured": meas[m]} for m in pred}})
             return plots.pruning_methods_figure(panels)
-        jobs.append(("paper", paper_fig, "pruning_methods"))
+        jobs.append(("paper", paper_fig, "pruning_methods", ()))
     design_levels = [n for n in _DESIGN_PARTS if ok(n)]
     if design_levels:
         def design_fig(_):
@@ -737,14 +741,16 @@ def _figures(parts: dict, fig_dir: Path) -> dict[str, str]:
                 levels.append({"title": n.replace("_", " "), "budgets": [f"{bkey}={b:.3g}" for b in budgets],
                                "bars": bars})
             return plots.design_comparison_figure(levels)
-        jobs.append((design_levels[0], design_fig, "design"))
+        jobs.append((design_levels[0], design_fig, "design", _DESIGN_PARTS))
     if ok("realdata"):
         def rd_fig(r):
             from ._realdata import plot_realdata
 
             return plot_realdata(r["rows"], r["unpruned"], title=r["config"]["dataset"])
-        jobs.append(("realdata", rd_fig, "realdata"))
-    for part, fn, fname in jobs:
+        jobs.append(("realdata", rd_fig, "realdata", ()))
+    for part, fn, fname, needs in jobs:
+        if fname in made or (ready is not None and not {part, *needs} <= ready):
+            continue
         path = fig_dir / f"{fname}.png"
         try:
             _save(fn(parts[part]["result"]), path)
@@ -1076,12 +1082,14 @@ def _run_group(names: tuple, settings: dict, parts_dir: str, verbose: bool) -> d
 
 
 def _run_groups_parallel(groups, settings, parts_dir: Path, jobs: int, log, verbose: bool,
-                         compile_cache, quick_compile: bool = False) -> dict[str, dict]:
+                         compile_cache, quick_compile: bool = False, on_idle=None) -> dict[str, dict]:
     """Groups of parts in `jobs` spawned worker processes; a worker that dies leaves its unfinished parts
     recorded as failed (finished ones are on disk and are read back). `quick_compile` lowers XLA's backend
     optimisation level in the workers (compiles ~20% faster; for the small quick mode, where compiling
     dominates). At that level XLA CPU computes some float64 operations less exactly: numbers can differ from a
-    default-level run at the 1e-7 relative level, which a smoke run tolerates."""
+    default-level run at the 1e-7 relative level, which a smoke run tolerates. `on_idle(finished records)` is
+    called in this process each time a group finishes while a worker has nothing left to start (the report's
+    figures are drawn there, on the idle core, instead of after the last part)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -1091,7 +1099,7 @@ def _run_groups_parallel(groups, settings, parts_dir: Path, jobs: int, log, verb
     if quick_compile:  # the workers inherit this environment (read when their XLA backend starts)
         os.environ["XLA_FLAGS"] = ((saved or "") + " --xla_backend_optimization_level=0").strip()
     try:
-        return _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx)
+        return _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx, on_idle)
     finally:
         if quick_compile:
             if saved is None:
@@ -1100,13 +1108,14 @@ def _run_groups_parallel(groups, settings, parts_dir: Path, jobs: int, log, verb
                 os.environ["XLA_FLAGS"] = saved
 
 
-def _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx) -> dict[str, dict]:
+def _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx, on_idle=None) -> dict[str, dict]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     out: dict[str, dict] = {}
     started = time.time()
     with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=ctx, initializer=_worker_init,
                              initargs=(cache,)) as pool:
+        finished = 0
         futures = {pool.submit(_run_group, g, {n: settings[n] for n in g}, str(parts_dir), verbose): g
                    for g in groups}
         for fut in as_completed(futures):
@@ -1124,6 +1133,12 @@ def _pool(groups, settings, parts_dir, jobs, log, verbose, cache, ctx) -> dict[s
                                              "status": "error", "error": f"worker failed: {type(e).__name__}: {e}",
                                              "seconds": 0.0, "reused": False, "wall_seconds": 0.0})
                         log(f"[{n}] FAILED: worker process ended ({type(e).__name__})")
+            finished += 1
+            if on_idle is not None and len(groups) - finished < min(jobs, len(groups)):
+                try:
+                    on_idle(out)
+                except Exception as e:  # noqa: BLE001 - drawing early is an optimisation; the end draws again
+                    log(f"(early figures skipped: {type(e).__name__}: {e})")
     return out
 
 
@@ -1180,19 +1195,24 @@ def reproduce(out_dir: str | Path, mode: str = "default", force: bool | Sequence
     # forced parts' intermediates are deleted once, up front (a group's later parts reuse its first one's)
     _remove({p for name in todo if name in forced for p in _work_paths(name, parts_dir / "work")})
     groups = [g for g in (tuple(n for n in grp if n in todo) for grp in _GROUPS) if g]
+    fig_dir, made = out / "figures", {}  # figures drawn so far
     if jobs == 1 or len(groups) <= 1:
         for name in todo:
             records[name] = run_part(name, settings[name], parts_dir, force=True, clean_work=False, log=log)
     else:
+        def draw_ready(done: dict[str, dict]) -> None:
+            ready = {**records, **done}
+            _figures(ready, fig_dir, made, ready=set(ready))
+
         records.update(_run_groups_parallel(groups, settings, parts_dir, jobs, log, verbose, compile_cache,
-                                            quick_compile=mode == "quick"))
+                                            quick_compile=mode == "quick", on_idle=draw_ready))
     ok_result = {n: r["result"] for n, r in records.items() if r.get("status") == "ok"}
     try:
         claims = _normalise(decide_claims(ok_result.get("paper"), ok_result.get("winner_map"),
                                           ok_result.get("realdata")))
     except Exception as e:  # noqa: BLE001
         claims = {"error": f"{type(e).__name__}: {e}", "statements": []}
-    figures = _figures(records, out / "figures")
+    figures = _figures(records, fig_dir, made)
     failed = [n for n in selected if records[n].get("status") != "ok"]
     results = {
         "format": FORMAT, "mode": mode, "ok": not failed, "failed_parts": failed,

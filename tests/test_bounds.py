@@ -120,7 +120,8 @@ def test_budget_and_option_errors(exact_spec):
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["exact", "imperfect"])
+# the imperfect teacher repeats the exact one's path at a higher cost: slow tier
+@pytest.mark.parametrize("which", ["exact", pytest.param("imperfect", marks=pytest.mark.slow)])
 def test_node_closed_forms_match_enumeration(which, exact_spec, imperfect_spec):
     spec = exact_spec if which == "exact" else imperfect_spec
     state = spec.state()
@@ -280,7 +281,8 @@ def _fd(f, x, h=1e-5):
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
-@pytest.mark.parametrize("method", ["random", "magnitude", "dpp"])
+# magnitude in the slow tier (suite time): its moments are checked against quadrature in test_edge
+@pytest.mark.parametrize("method", ["random", pytest.param("magnitude", marks=pytest.mark.slow), "dpp"])
 def test_edge_gradients(method):
     def f(p, rho, vs):
         return edge_error(specialisation(6, 2, jnp.stack([vs, 1.0]), rho=rho), p, method=method,

@@ -90,7 +90,6 @@ def _all_numbers(obj, acc):
             _all_numbers(v, acc)
 
 
-@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
 @pytest.mark.xdist_group("reproduce_quick")
 def test_quick_run_succeeds(quick):
     assert quick["code"] == 0
@@ -113,7 +112,6 @@ def test_quick_run_succeeds(quick):
             assert p["d_eps_d_sigma"] > 0  # more label noise, larger error
 
 
-@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
 @pytest.mark.xdist_group("reproduce_quick")
 def test_report_references_existing_figures(quick):
     out = quick["out"]
@@ -127,7 +125,21 @@ def test_report_references_existing_figures(quick):
     assert "failed" not in md.lower().split("all parts succeeded")[0]
 
 
-@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
+@pytest.mark.xdist_group("reproduce_quick")
+def test_figures_drawn_early_are_not_drawn_again(quick, tmp_path):
+    """While workers run, the figures of finished parts are drawn (`ready`); the final call draws only the rest."""
+    records = {n: json.loads((quick["out"] / "parts" / f"{n}.json").read_text()) for n in _reproduce.PARTS}
+    fig_dir, made = tmp_path / "figures", {}
+    early = {"ode_vs_sim", "design_network", "design_population"}  # the design figure needs all three levels
+    _reproduce._figures({n: records[n] for n in early}, fig_dir, made, ready=early)
+    assert set(made) == {"ode_vs_sim"} and [p.name for p in fig_dir.iterdir()] == ["ode_vs_sim.png"]
+    stamp = (fig_dir / "ode_vs_sim.png").stat().st_mtime_ns
+    final = _reproduce._figures(records, fig_dir, made)
+    assert final is made and set(made) == set(_results(quick["out"])["figures"])
+    assert all(v.startswith("figures/") for v in made.values())
+    assert (fig_dir / "ode_vs_sim.png").stat().st_mtime_ns == stamp  # not drawn twice
+
+
 @pytest.mark.xdist_group("reproduce_quick")
 def test_every_table_number_comes_from_results(quick):
     out = quick["out"]
@@ -147,7 +159,6 @@ def test_every_table_number_comes_from_results(quick):
     assert checked > 200
 
 
-@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
 @pytest.mark.xdist_group("reproduce_quick")
 def test_table_values_match_their_rows(quick):
     out = quick["out"]
@@ -173,7 +184,6 @@ def test_table_values_match_their_rows(quick):
     assert vals[9] == ("yes" if cells[0]["claim1_dpp_beats_random"] else "no")
 
 
-@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
 @pytest.mark.xdist_group("reproduce_quick")
 def test_results_hold_the_claims_and_the_report_states_them(quick):
     res = _results(quick["out"])
@@ -192,7 +202,6 @@ def test_results_hold_the_claims_and_the_report_states_them(quick):
     assert wm["cells"] == len(wm["rows"]) > 0
 
 
-@pytest.mark.slow  # shares one cold quick run: about 215 CPU-s, which would take the default suite near 15 minutes
 @pytest.mark.xdist_group("reproduce_quick")
 def test_rerun_reuses_every_part(quick, tmp_path):
     out = _copy(quick, tmp_path)
@@ -207,12 +216,13 @@ def test_rerun_reuses_every_part(quick, tmp_path):
     assert "reused" in (out / "report.md").read_text()
 
 
-@pytest.mark.slow
 @pytest.mark.xdist_group("reproduce_quick")
-def test_force_recomputes_only_the_named_part(quick, tmp_path):
+def test_force_recomputes_only_the_named_part(quick, tmp_path, monkeypatch):
     out = _copy(quick, tmp_path)
     before = _mtimes(out)
-    assert main(["reproduce", "--out", str(out), "--quick", "--quiet", "--force", "ode_vs_sim"]) == 0
+    calls = _replay_parts(quick, monkeypatch, _reproduce.PARTS)
+    assert main(["reproduce", "--out", str(out), "--quick", "--quiet", "--force", "ode_vs_sim", "--jobs", "1"]) == 0
+    assert calls == ["ode_vs_sim"]  # the named part only, though every part could have been run
     after = _mtimes(out)
     assert after["ode_vs_sim.json"] != before["ode_vs_sim.json"]
     assert {k: v for k, v in after.items() if k != "ode_vs_sim.json"} == \
@@ -220,12 +230,8 @@ def test_force_recomputes_only_the_named_part(quick, tmp_path):
     res = _results(out)
     assert res["parts"]["ode_vs_sim"]["reused"] is False
     assert all(p["reused"] for n, p in res["parts"].items() if n != "ode_vs_sim")
-    # same seeds, same numbers
-    old = json.loads((quick["out"] / "parts" / "ode_vs_sim.json").read_text())["result"]
-    assert res["parts"]["ode_vs_sim"]["result"]["runs"][0]["final_sim"] == pytest.approx(old["runs"][0]["final_sim"])
 
 
-@pytest.mark.slow
 @pytest.mark.xdist_group("reproduce_quick")
 def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path, monkeypatch):
     out = _copy(quick, tmp_path)
@@ -248,7 +254,6 @@ def test_corrupted_or_stale_parts_are_recomputed(quick, tmp_path, monkeypatch):
     assert res["parts"]["paper"]["reused"]
 
 
-@pytest.mark.slow
 @pytest.mark.xdist_group("reproduce_quick")
 def test_failing_part_is_recorded_and_others_go_on(quick, tmp_path, monkeypatch):
     out = _copy(quick, tmp_path)
