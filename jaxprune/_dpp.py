@@ -37,6 +37,7 @@ __all__ = [
     "sample_kdpp",
     "sample_kdpp_mask",
     "sample_uniform_subset",
+    "sample_uniform_subset_mask",
     "uniform_marginals",
 ]
 
@@ -609,6 +610,25 @@ def sample_uniform_subset(key: PRNGKeyArray, K: int, k: int) -> Int[Array, " k"]
     k = _check_size(k, K, low=0)
     _, items = jax.lax.top_k(jax.random.uniform(key, (K,)), k)
     return jnp.sort(items)
+
+
+def sample_uniform_subset_mask(key: PRNGKeyArray, K: int, k: Int[ArrayLike, ""]) -> Bool[Array, " K"]:
+    """The subset of [`sample_uniform_subset`][] (the `k` largest of `K` iid uniforms, same key) as a boolean
+    mask of length `K`; `k` may be traced, so one compilation serves every subset size.
+
+    **Arguments:** `key` (a PRNG key); `K` (static ground-set size); `k` (subset size, `0 <= k <= K`, checked
+    when concrete).
+    """
+    K = _static_int(K, "K")
+    if not isinstance(k, jax.core.Tracer):
+        k = _check_size(k, K, low=0)
+    return _uniform_subset_mask(key, K, jnp.asarray(k))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _uniform_subset_mask(key, K: int, k):
+    rank = jnp.argsort(jnp.argsort(-jax.random.uniform(key, (K,))))  # 0 for the largest uniform
+    return rank < k
 
 
 # --------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._compare import NODE_REWEIGHTS, best_by_method, compare_methods
-from ._dpp import kdpp_eigen, sample_kdpp_mask
+from ._dpp import kdpp_eigen, sample_kdpp_mask, sample_uniform_subset_mask
 from ._dynamics import SGDConfig
 from ._edge import (
     apply_edge_mask,
@@ -108,8 +108,8 @@ def _node_masks(key, state, method, k, n_masks, kernel, jitter):
     if method == "importance-node":
         return np.asarray(importance_mask(state, k))[None, :]
     keys = jax.random.split(key, n_masks)
-    if method == "random-node":  # uniform k-subsets: the k smallest of K i.i.d. uniform ranks (k traced)
-        return np.asarray(_uniform_subset_masks(keys, K, k))
+    if method == "random-node":  # k traced: one compilation for every budget
+        return np.asarray(jax.vmap(sample_uniform_subset_mask, in_axes=(0, None, None))(keys, K, k))
     eig = kdpp_eigen(kernel_matrix(state, kernel, jitter=jitter))
     return np.asarray(jax.vmap(sample_kdpp_mask, in_axes=(0, None, None))(keys, eig, k))
 
@@ -124,13 +124,6 @@ def _masked_network_errors(w, vs, w_star, v_star, masks):
         return generalisation_error(overlaps_from_weights(wm, w_star, v, v_star))
 
     return jax.vmap(one)(masks, vs)
-
-
-@functools.partial(jax.jit, static_argnames="K")
-def _uniform_subset_masks(keys, K: int, k):
-    """Masks of uniformly random `k`-subsets of `K` units, one per key (one compilation serves every `k`)."""
-    ranks = jax.vmap(lambda kk: jnp.argsort(jnp.argsort(jax.random.uniform(kk, (K,)))))(keys)
-    return ranks < k
 
 
 @functools.partial(jax.jit, static_argnames="reweights")

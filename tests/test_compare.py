@@ -150,21 +150,3 @@ def test_gap_vs_N_tiny_run(tmp_path, capsys):
     assert main(["paper", "--plot", str(tmp_path / "x.png")]) == 2
     assert "--N-list" in capsys.readouterr().err
 
-
-def test_paper_random_node_masks_are_uniform_k_subsets():
-    """The seed-paper check's random node masks (one compilation for every k): exactly k units, and every one of
-    the C(K, k) subsets equally likely (chi-square against uniform over 6000 draws)."""
-    import jax
-
-    from jaxprune._paper import _uniform_subset_masks
-
-    K, draws = 4, 6000
-    keys = jax.random.split(jax.random.key(7), draws)
-    for k in (1, 2, 3):
-        masks = np.asarray(_uniform_subset_masks(keys, K, k))
-        assert masks.shape == (draws, K) and np.all(masks.sum(axis=1) == k)
-        subsets = list(itertools.combinations(range(K), k))
-        counts = np.array([np.sum(np.all(masks[:, list(s)], axis=1)) for s in subsets])
-        expected = draws / len(subsets)
-        chi2 = float(np.sum((counts - expected) ** 2 / expected))
-        assert chi2 < 20.0, (k, counts)  # 5 degrees of freedom at most: P(chi2 > 20) < 0.002

@@ -29,6 +29,7 @@ from jaxprune._dpp import (
     sample_kdpp,
     sample_kdpp_mask,
     sample_uniform_subset,
+    sample_uniform_subset_mask,
     uniform_marginals,
 )
 
@@ -291,6 +292,23 @@ def test_uniform_subset(key):
     e1, e2 = brute_marginals(subsets, np.full(len(subsets), 1 / len(subsets)), K)
     np.testing.assert_allclose(p1, e1, rtol=1e-14)
     np.testing.assert_allclose(p2, e2, rtol=1e-14)
+
+
+def test_uniform_subset_mask_is_the_same_subset_for_every_k(key):
+    """The mask sampler draws exactly `sample_uniform_subset`'s subset for the same key, at every `k`, also
+    with `k` traced (one compiled program for every size); `k` outside `0..K` is refused."""
+    K, n = 5, 2000
+    keys = jax.random.split(key, n)
+    by_mask = jax.jit(jax.vmap(sample_uniform_subset_mask, in_axes=(0, None, None)), static_argnums=1)
+    for k in range(K + 1):
+        masks = np.asarray(by_mask(keys, K, k))
+        idx = np.asarray(jax.vmap(sample_uniform_subset, in_axes=(0, None, None))(keys, K, k))
+        expected = np.zeros((n, K), bool)
+        expected[np.arange(n)[:, None], idx] = True
+        np.testing.assert_array_equal(masks, expected)
+    assert by_mask._cache_size() == 1
+    with pytest.raises(ValueError, match="`k`"):
+        sample_uniform_subset_mask(key, K, K + 1)
 
 
 # --------------------------------------------------------------------------------------------------
