@@ -1,4 +1,4 @@
-"""Time per optimisation step of the pruning designs (jaxprune._design), compile time apart.
+"""Time per optimisation step of the pruning designs (jaxprune.design._design), compile time apart.
 
     python benchmarks/bench_design.py [--quick]    (--quick: about 2-3 min on 2 cores; full: under 10 min)
 
@@ -33,9 +33,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from jaxprune import _design as D  # noqa: E402
+from jaxprune.design import _design as D  # noqa: E402
 from jaxprune._activations import Erf  # noqa: E402
-from jaxprune._dpp import enumerate_subsets  # noqa: E402
+from jaxprune.pruning._dpp import enumerate_subsets  # noqa: E402
 from jaxprune._dynamics import SGDConfig  # noqa: E402
 from jaxprune._error import generalisation_error  # noqa: E402
 from jaxprune._overlaps import overlaps_from_weights  # noqa: E402

@@ -22,7 +22,7 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
-from jaxprune._node import expected_node_error, expected_node_error_closed_form  # noqa: E402
+from jaxprune.pruning._node import expected_node_error, expected_node_error_closed_form  # noqa: E402
 from jaxprune._overlaps import overlaps_from_weights  # noqa: E402
 
 

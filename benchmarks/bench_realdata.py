@@ -5,10 +5,10 @@
 For `U` units with `D = 784` inputs and the seed paper's data kernel `L^(i) = diag(w_i) (X^T X / P) diag(w_i)`
 (P = 2000 correlated Gaussian inputs), it reports, with compilation timed apart and `block_until_ready`:
 
-- the eigendecomposition of every unit's kernel (done ONCE per network in `jaxprune._realdata`);
-- per-unit, per-mask sampling time of `jaxprune._realdata.sample_kdpp_masks` (traced size: one compilation
+- the eigendecomposition of every unit's kernel (done ONCE per network in `jaxprune.experiments._realdata`);
+- per-unit, per-mask sampling time of `jaxprune.experiments._realdata.sample_kdpp_masks` (traced size: one compilation
   per work-array cap, a single one for D <= 256) at keep fractions 0.1, 0.5 and 0.9;
-- the same for `jaxprune._dpp.sample_kdpp_mask` (static size, one compilation per size), the baseline.
+- the same for `jaxprune.pruning._dpp.sample_kdpp_mask` (static size, one compilation per size), the baseline.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxprune._dpp import sample_kdpp_mask  # noqa: E402
-from jaxprune._realdata import edge_dpp_eigen, sample_kdpp_masks  # noqa: E402
+from jaxprune.pruning._dpp import sample_kdpp_mask  # noqa: E402
+from jaxprune.experiments._realdata import edge_dpp_eigen, sample_kdpp_masks  # noqa: E402
 
 
 def _timed(fn, repeats):

@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from jaxprune._dynamics import SGDConfig, solve_ode  # noqa: E402
 from jaxprune._fixed_point import solve_fixed_point, solve_fixed_point_batch  # noqa: E402
 from jaxprune._overlaps import Overlaps  # noqa: E402
-from jaxprune._sweep import run_batched, run_grid  # noqa: E402
+from jaxprune.experiments._sweep import run_batched, run_grid  # noqa: E402
 
 _ODE_OPTS = dict(mode="scm", activation="erf", alpha=100.0, integrator="tsit5", dt=0.01, max_steps=100_000,
                  N=500, record_every=None)
@@ -148,7 +148,7 @@ import sys, time, jax, numpy as np
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {bench!r})
-from jaxprune._sweep import run_grid
+from jaxprune.experiments._sweep import run_grid
 from bench_sweep import _ode_rows, _ODE_OPTS
 rows = _ode_rows({n}, [2])
 t = time.perf_counter(); run_grid(rows, "ode", _ODE_OPTS); c = time.perf_counter() - t

@@ -2,7 +2,12 @@
 
 Teacher-student order parameters, their online-SGD ODEs and fixed points, a finite-N simulation to check
 them, pruning as a map on order parameters, and gradient-based design of pruning masks.
-See THEORY.md (in the project's shared folder) for the conventions.
+See docs/theory.md for the conventions and formulas.
+
+The core (this namespace) holds the order-parameter theory and the finite-N simulation. The layers above it
+are subpackages, imported on first use: `jaxprune.pruning` (pruning as a map on order parameters),
+`jaxprune.design` (masks designed by gradient), `jaxprune.realdata` (data sets and MLPs) and
+`jaxprune.experiments` (the seed paper's experiment and claims, sweeps, the real-data run, `reproduce`).
 """
 
 import importlib.metadata
@@ -11,33 +16,13 @@ from ._activations import AbstractActivation as AbstractActivation
 from ._activations import Erf as Erf
 from ._activations import Linear as Linear
 from ._activations import get_activation as get_activation
-from ._bounds import Specialised as Specialised
-from ._bounds import bounds_table as bounds_table
-from ._bounds import specialisation as specialisation
-from ._bounds import specialised_state as specialised_state
-from ._compare import compare_methods as compare_methods
-from ._compare import prune_expected as prune_expected
-from ._dpp import kdpp_eigen as kdpp_eigen
-from ._dpp import kdpp_enumerate as kdpp_enumerate
-from ._dpp import kdpp_marginals as kdpp_marginals
-from ._dpp import sample_kdpp as sample_kdpp
-from ._dpp import sample_kdpp_mask as sample_kdpp_mask
+from ._config import SGDConfig as SGDConfig
 from ._dynamics import INTEGRATORS as INTEGRATORS
 from ._dynamics import ODESolution as ODESolution
-from ._dynamics import SGDConfig as SGDConfig
 from ._dynamics import alpha_grid as alpha_grid
 from ._dynamics import solve_ode as solve_ode
 from ._dynamics import solve_ode_batch as solve_ode_batch
 from ._dynamics import vector_field as vector_field
-from ._edge import EdgePruningResult as EdgePruningResult
-from ._edge import apply_edge_mask as apply_edge_mask
-from ._edge import dpp_edge_mask as dpp_edge_mask
-from ._edge import edge_moments as edge_moments
-from ._edge import edge_prune_theory as edge_prune_theory
-from ._edge import magnitude_edge_mask as magnitude_edge_mask
-from ._edge import matched_keep_fraction as matched_keep_fraction
-from ._edge import random_edge_mask as random_edge_mask
-from ._edge import reweight_edges as reweight_edges
 from ._fixed_point import FixedPointResult as FixedPointResult
 from ._fixed_point import fixed_point_from_ode as fixed_point_from_ode
 from ._fixed_point import solve_fixed_point as solve_fixed_point
@@ -48,11 +33,6 @@ from ._integrals import i2 as i2
 from ._integrals import i3 as i3
 from ._integrals import i4 as i4
 from ._integrals import j2 as j2
-from ._node import NodePruningResult as NodePruningResult
-from ._node import expected_node_error as expected_node_error
-from ._node import expected_node_error_closed_form as expected_node_error_closed_form
-from ._node import kernel_matrix as kernel_matrix
-from ._node import prune_nodes as prune_nodes
 from ._overlaps import Overlaps as Overlaps
 from ._overlaps import load_state as load_state
 from ._overlaps import overlaps_from_weights as overlaps_from_weights
@@ -67,9 +47,24 @@ from ._simulate import simulate as simulate
 from ._simulate import simulate_seeds as simulate_seeds
 from ._status import Status as Status
 from ._status import describe as describe
-from ._sweep import run_sweep as run_sweep
 
 try:
     __version__ = importlib.metadata.version("jaxprune")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
+
+_SUBPACKAGES = ("pruning", "design", "realdata", "experiments")
+
+
+def __getattr__(name: str):
+    # Subpackages load on first use, so that `import jaxprune` stays light (start-up time of the CLI).
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBPACKAGES))
+

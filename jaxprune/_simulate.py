@@ -28,7 +28,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._activations import AbstractActivation
-from ._dynamics import SGDConfig
+from ._config import SGDConfig
 from ._error import generalisation_error
 from ._overlaps import Overlaps, overlaps_from_weights
 from ._status import Status

@@ -224,7 +224,7 @@ spec = {"kind": "ode", "axes": {"eta": [float(e) for e in etas]},
         "fixed": {"K": K, "M": M, "sigma": SIGMA, "alpha": ALPHA_SWEEP, "mode": "scm"}, "chunk_size": len(etas)}
 with tempfile.TemporaryDirectory() as out_dir:
     t = clock()
-    rows = jp.run_sweep(spec, out_dir, progress=False)
+    rows = jp.experiments.run_sweep(spec, out_dir, progress=False)
     print(f"run_sweep over {len(rows)} configurations in {since(t)}")
 sweep_final = np.array([r["eps_g"] for r in rows])
 sweep_ok = np.array([r["status"] == jp.Status.SUCCESS for r in rows])

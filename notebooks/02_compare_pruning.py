@@ -50,7 +50,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxprune as jp
-from jaxprune._compare import best_by_method, format_compare_table
+from jaxprune.pruning._compare import best_by_method, format_compare_table
 
 SMALL = os.environ.get("JAXPRUNE_NOTEBOOK_SMALL", "0") not in ("", "0")
 IN_JUPYTER = "ipykernel" in sys.modules
@@ -132,7 +132,7 @@ budgets = [2, 4] if SMALL else list(range(1, K))
 reweights = ("none", "optimal") if SMALL else ("none", "preactivation", "activation", "optimal")
 rescales = ("none",) if SMALL else ("none", "inverse-keep", "optimal")
 t = clock()
-rows = jp.compare_methods(state, budgets=budgets, reweights=reweights, rescales=rescales, N=N, jitter=1e-6)
+rows = jp.pruning.compare_methods(state, budgets=budgets, reweights=reweights, rescales=rescales, N=N, jitter=1e-6)
 print(f"{len(rows)} rows in {since(t)}\n")
 print(format_compare_table(rows))
 
@@ -178,9 +178,9 @@ for k in budgets:
 
 # %%
 k = budgets[len(budgets) // 2]
-node = jp.expected_node_error(state, k, method="importance", reweight="optimal", return_errors=True)
+node = jp.pruning.expected_node_error(state, k, method="importance", reweight="optimal", return_errors=True)
 mask = np.asarray(node.masks[0])
-pruned, status = jp.prune_nodes(state, jnp.asarray(mask), reweight="optimal")
+pruned, status = jp.pruning.prune_nodes(state, jnp.asarray(mask), reweight="optimal")
 w_kept, v_kept = w[mask], pruned.v[mask]
 
 
@@ -218,9 +218,9 @@ p = k / K
 draws = 8 if SMALL else 32
 keys = jax.random.split(jax.random.fold_in(key_check, 1), draws)
 masks = {
-    "random-edge": jax.vmap(lambda kk: jp.random_edge_mask(kk, w, p))(keys),
-    "magnitude-edge": jp.magnitude_edge_mask(w, p)[None],
-    "dpp-edge": jp.dpp_edge_mask(keys[0], w, p, kernel="diagonal", num_samples=draws),
+    "random-edge": jax.vmap(lambda kk: jp.pruning.random_edge_mask(kk, w, p))(keys),
+    "magnitude-edge": jp.pruning.magnitude_edge_mask(w, p)[None],
+    "dpp-edge": jp.pruning.dpp_edge_mask(keys[0], w, p, kernel="diagonal", num_samples=draws),
 }
 
 

@@ -51,7 +51,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxprune as jp
-from jaxprune import _design as design
+from jaxprune.design import _design as design
 
 SMALL = os.environ.get("JAXPRUNE_NOTEBOOK_SMALL", "0") not in ("", "0")
 IN_JUPYTER = "ipykernel" in sys.modules
@@ -144,9 +144,9 @@ def exact_error(mask):
 
 
 baselines = {
-    "random": np.mean([exact_error(jp.random_edge_mask(kk, w, KEEP)) for kk in keys]),
-    "magnitude": exact_error(jp.magnitude_edge_mask(w, KEEP)),
-    "dpp (diagonal kernel)": np.mean([exact_error(m) for m in jp.dpp_edge_mask(keys[0], w, KEEP, kernel="diagonal",
+    "random": np.mean([exact_error(jp.pruning.random_edge_mask(kk, w, KEEP)) for kk in keys]),
+    "magnitude": exact_error(jp.pruning.magnitude_edge_mask(w, KEEP)),
+    "dpp (diagonal kernel)": np.mean([exact_error(m) for m in jp.pruning.dpp_edge_mask(keys[0], w, KEEP, kernel="diagonal",
                                                                              num_samples=draws)]),
 }
 print(f"baselines in {since(t)}")
@@ -174,9 +174,9 @@ t = clock()
 node = design.design_node_mask(state, k, steps=STEPS, restarts=4 if SMALL else 16, key=key_design)
 print(f"designed in {since(t)}: units {np.flatnonzero(np.asarray(node.mask)).tolist()}, exact eps_g "
       f"{float(node.error):.5g}")
-all_masks = jp.expected_node_error(state, k, method="random", reweight="optimal", return_errors=True)
+all_masks = jp.pruning.expected_node_error(state, k, method="random", reweight="optimal", return_errors=True)
 brute = float(jnp.min(all_masks.errors))
-node_baselines = {m: float(jp.expected_node_error(state, k, method=m, reweight="optimal", jitter=1e-6).mean)
+node_baselines = {m: float(jp.pruning.expected_node_error(state, k, method=m, reweight="optimal", jitter=1e-6).mean)
                   for m in ("random", "importance", "dpp")}
 for name, e in node_baselines.items():
     print(f"{name:12s} (optimal reweighting, expected) {e:.5g}")
@@ -230,13 +230,13 @@ def monte_carlo_error(key, w, v, samples, chunk=10_000):
 
 
 P = 100_000 if SMALL else 200_000
-mag_mask = jp.magnitude_edge_mask(w, KEEP)
+mag_mask = jp.pruning.magnitude_edge_mask(w, KEEP)
 eps_mag, c_mag, v_mag = design.masked_network_error(w, w_star, v, v_star, mag_mask)
 for name, (mask, c, vv, exact) in {
     "designed": (edge.mask, edge.scale, edge.v, edge.error),
     "magnitude": (mag_mask, c_mag, v_mag, eps_mag),
 }.items():
-    mc, se = monte_carlo_error(jax.random.fold_in(key_design, 2), jp.apply_edge_mask(w, mask, c), vv, P)
+    mc, se = monte_carlo_error(jax.random.fold_in(key_design, 2), jp.pruning.apply_edge_mask(w, mask, c), vv, P)
     print(f"{name:10s}: exact {float(exact):.5g}, Monte Carlo {mc:.5g} +- {se:.2g} ({P} inputs)")
     assert abs(mc - float(exact)) < 4 * se
 

@@ -1,5 +1,5 @@
-"""Closed forms at the specialised fixed point (`jaxprune._bounds`) against the general pruning machinery
-(`jaxprune._node`, `jaxprune._edge`) on the same state, against finite differences and Monte Carlo."""
+"""Closed forms at the specialised fixed point (`jaxprune.pruning._bounds`) against the general pruning machinery
+(`jaxprune.pruning._node`, `jaxprune.pruning._edge`) on the same state, against finite differences and Monte Carlo."""
 
 import itertools
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.special import erf as np_erf
 
-from jaxprune._bounds import (
+from jaxprune.pruning._bounds import (
     balanced_node_error,
     bounds_table,
     count_distribution,
@@ -27,10 +27,10 @@ from jaxprune._bounds import (
     specialisation,
     specialised_state,
 )
-from jaxprune._dpp import kdpp_enumerate
-from jaxprune._edge import edge_prune_theory
+from jaxprune.pruning._dpp import kdpp_enumerate
+from jaxprune.pruning._edge import edge_prune_theory
 from jaxprune._error import generalisation_error
-from jaxprune._node import expected_node_error, kernel_matrix, prune_nodes
+from jaxprune.pruning._node import expected_node_error, kernel_matrix, prune_nodes
 from jaxprune._overlaps import overlaps_from_weights, validate_overlaps
 
 REWEIGHTS = ("none", "preactivation", "activation", "optimal")
@@ -233,14 +233,14 @@ def test_edge_closed_forms_match_edge_prune_theory(method, exact_spec):
     imperfect = specialisation(6, 2, jnp.array([2.0, -1.0]), rho=0.8, cross=0.3, T=[[1.0, 0.25], [0.25, 1.3]])
     for spec, tol in ((exact_spec, 1e-10), (imperfect, 1e-10)):
         if method == "magnitude" and spec is exact_spec:
-            # jaxprune._edge clips rho to 1 - 1e-15 in Rosenbaum's formula, which costs ~1e-7 at rho = 1 exactly;
+            # jaxprune.pruning._edge clips rho to 1 - 1e-15 in Rosenbaum's formula, which costs ~1e-7 at rho = 1 exactly;
             # copies share their magnitude masks, so E[m_i m_k w_i w_k] = E[m w^2] (our closed form) is exact.
             tol = 1e-6
         state = spec.state()
         for p in (0.15, 0.5, 0.9, 1.0):
             res = edge_prune_theory(state, p, method=method, rescale="none")
             for rescale, c in (("none", 1.0), ("inverse-keep", 1.0 / p)):
-                from jaxprune._edge import apply_edge_moments
+                from jaxprune.pruning._edge import apply_edge_moments
 
                 want = float(generalisation_error(apply_edge_moments(state, res.moments, c)))
                 assert float(edge_error(spec, p, method=method, rescale=rescale)) == pytest.approx(want, abs=tol)
@@ -257,7 +257,7 @@ def test_edge_moments_monte_carlo(rng):
             for got, sample in ((e1, keep_x * x * x), (pair, keep_x * keep_y * x * y)):
                 assert abs(float(got) - sample.mean()) < 5 * sample.std() / math.sqrt(x.size)
             e1, pair = edge_moments(p, rho, method="dpp")
-            from jaxprune._bounds import _dpp_scale
+            from jaxprune.pruning._bounds import _dpp_scale
 
             a = float(_dpp_scale(jnp.asarray(p)))
             pi = lambda w: a * w * w / (1 + a * w * w)  # noqa: E731
@@ -265,7 +265,7 @@ def test_edge_moments_monte_carlo(rng):
             for got, sample in ((e1, pi(x) * x * x), (pair, pi(x) * pi(y) * x * y)):
                 assert abs(float(got) - sample.mean()) < 5 * sample.std() / math.sqrt(x.size)
     # the 1-d integral of the k-DPP pair moment agrees with its closed form at rho = 1
-    from jaxprune._bounds import _dpp_pair, _dpp_pair_copy
+    from jaxprune.pruning._bounds import _dpp_pair, _dpp_pair_copy
 
     for p in (0.05, 0.5, 0.95):
         a = _dpp_scale(jnp.asarray(p))

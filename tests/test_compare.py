@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune._compare import best_by_method, compare_methods, format_compare_table, prune_expected
+from jaxprune.pruning._compare import best_by_method, compare_methods, format_compare_table, prune_expected
 from jaxprune._overlaps import Overlaps, overlaps_from_weights, save_state
-from jaxprune._paper import claims_from_rows
+from jaxprune.experiments._paper import claims_from_rows
 from jaxprune.cli import main
 
 
@@ -105,7 +105,7 @@ def test_paper_quick_runs(tmp_path, capsys):
 def test_gap_vs_N_tiny_run(tmp_path, capsys):
     """Two input sizes at the same alpha through the library: structure, finiteness, and the importance-node
     gap checked against an independent NumPy evaluation of the same trained student and mask."""
-    from jaxprune._paper import PaperSetting, gap_vs_N, train_students
+    from jaxprune.experiments._paper import PaperSetting, gap_vs_N, train_students
     from jaxprune.cli._prune import _gap_figure, _gap_markdown
 
     base = PaperSetting(K=2, M=1, v_star=2.0)

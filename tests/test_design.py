@@ -1,4 +1,4 @@
-"""Tests of pruning designed by gradient descent (jaxprune._design, THEORY.md section 7)."""
+"""Tests of pruning designed by gradient descent (jaxprune.design._design, THEORY.md section 7)."""
 
 import math
 
@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxprune._design import (
+from jaxprune.design._design import (
     EdgeRule,
     design_edge_mask,
     design_edge_rule,
@@ -24,7 +24,7 @@ from jaxprune._design import (
     sample_edge_rule_mask,
     subset_log_probs,
 )
-from jaxprune._dpp import enumerate_subsets
+from jaxprune.pruning._dpp import enumerate_subsets
 from jaxprune._error import generalisation_error
 from jaxprune._overlaps import Overlaps, overlaps_from_weights
 
@@ -83,7 +83,7 @@ def test_masked_overlaps_binary_and_bernoulli_mean(rng):
 
 
 def test_node_subset_errors_match_prune_nodes(rng):
-    from jaxprune._node import prune_nodes
+    from jaxprune.pruning._node import prune_nodes
 
     w, ws, v, vs = _network(rng, K=4, N=100)
     st = overlaps_from_weights(w, ws, v, vs)
@@ -109,7 +109,7 @@ def test_gradient_edge_relaxed_error(rng):
 
 
 def test_gradient_node_relaxed_error(rng):
-    from jaxprune._design import _relaxed_node_v
+    from jaxprune.design._design import _relaxed_node_v
     from jaxprune._activations import Erf
 
     w, ws, v, vs = _network(rng, K=5, N=100)
@@ -149,7 +149,7 @@ def test_gradient_subset_distribution(rng):
 
 
 def test_edge_rule_moments_special_cases(rng):
-    from jaxprune._edge import dpp_moments, magnitude_moments
+    from jaxprune.pruning._edge import dpp_moments, magnitude_moments
 
     w, ws, v, vs = _network(rng, K=3, N=100)
     st = overlaps_from_weights(w, ws, v, vs)
@@ -194,7 +194,7 @@ def test_edge_rule_moments_against_sampled_masks(rng):
 def _reference_rule_moments(st, rule, tau):
     """The keep rule's moments from the definitions, unbatched and unsymmetrised: the conditional density of
     `z_2 | z_1` row-normalised on the grid, `(i, k)` and `(k, i)` quadratures averaged."""
-    from jaxprune._design import _GRID_W, _GRID_Z
+    from jaxprune.design._design import _GRID_W, _GRID_Z
 
     z, wz = np.asarray(_GRID_Z), np.asarray(_GRID_W)
     Q = np.asarray(st.Q)
@@ -220,7 +220,7 @@ def _reference_rule_moments(st, rule, tau):
 def test_edge_rule_pair_kernels_match_definition(rng):
     """Precomputed pair kernels and the chunked on-the-fly path give the definition's moments and the same
     gradients (the kernels carry no gradient: a function of the state only)."""
-    from jaxprune._design import _solve_shift, conditional_kernels
+    from jaxprune.design._design import _solve_shift, conditional_kernels
 
     w, ws, v, vs = _network(rng, K=4, N=100)
     st = overlaps_from_weights(w, ws, v, vs)
@@ -243,7 +243,7 @@ def test_edge_rule_pair_kernels_match_definition(rng):
 
 
 def test_flat_draws_are_the_same_numbers():
-    from jaxprune._design import _draw
+    from jaxprune.design._design import _draw
 
     key = jax.random.key(7)
     for sampler in (jax.random.normal, jax.random.uniform, jax.random.gumbel, jax.random.logistic):
@@ -253,7 +253,7 @@ def test_flat_draws_are_the_same_numbers():
 
 def test_chunked_node_evaluation_matches(rng):
     from jaxprune._activations import Erf
-    from jaxprune._design import _NODE_REWEIGHTS, _node_eval_rows
+    from jaxprune.design._design import _NODE_REWEIGHTS, _node_eval_rows
 
     w, ws, v, vs = _network(rng, K=6, N=100)
     st = overlaps_from_weights(w, ws, v, vs)
@@ -267,7 +267,7 @@ def test_chunked_node_evaluation_matches(rng):
 
 def test_blocked_node_subset_errors_match_one_batch(rng, monkeypatch):
     """Beyond `_NODE_EVAL_BATCH` rows the subsets run in sequential padded blocks: same numbers, same order."""
-    from jaxprune import _design as D
+    from jaxprune.design import _design as D
     from jaxprune._activations import Erf
 
     w, ws, v, vs = _network(rng, K=5, N=70)
@@ -284,7 +284,7 @@ def test_blocked_node_subset_errors_match_one_batch(rng, monkeypatch):
 
 def test_edge_context_matches_concrete_error(rng):
     from jaxprune._activations import Erf
-    from jaxprune._design import _concrete_edge_error, _EdgeContext
+    from jaxprune.design._design import _concrete_edge_error, _EdgeContext
 
     w, ws, v, vs = _network(rng, K=3, N=80)
     masks = np.asarray(rng.random((3,) + w.shape) < 0.5)
@@ -302,7 +302,7 @@ def test_edge_context_matches_concrete_error(rng):
 def test_design_step_compiled_once_across_budgets_and_allocations(rng, monkeypatch):
     """Both allocations and two budgets of the keep-rule design share one traced step (the options that vary
     are arrays), and so do the two subset-distribution families."""
-    from jaxprune import _design as D
+    from jaxprune.design import _design as D
 
     w, ws, v, vs = _network(rng, K=3, N=50)
     st = overlaps_from_weights(w, ws, v, vs)
@@ -350,7 +350,7 @@ def test_subset_distribution_reaches_brute_force(rng):
         assert float(d.mode_error) == pytest.approx(float(d.best_error), rel=1e-12)
         assert float(d.expected_error) < float(d.best_error) * 1.01
         # and it beats every baseline distribution (random, importance, DPP), exactly
-        from jaxprune._node import expected_node_error
+        from jaxprune.pruning._node import expected_node_error
 
         for method in ("random", "importance", "dpp"):
             assert float(d.expected_error) <= float(expected_node_error(st, 3, method=method,
@@ -359,7 +359,7 @@ def test_subset_distribution_reaches_brute_force(rng):
 
 @pytest.mark.slow  # > 20 s on the shared 2-core machine
 def test_edge_design_beats_baselines_exactly(rng):
-    from jaxprune._edge import magnitude_edge_mask, random_edge_mask
+    from jaxprune.pruning._edge import magnitude_edge_mask, random_edge_mask
 
     w, ws, v, vs = _network(rng, K=3, N=60)
     d = design_edge_mask(w, ws, v, vs, 0.5, steps=100, restarts=1, roundings=2, key=jax.random.key(0))
@@ -412,7 +412,7 @@ def test_validation_errors(rng):
 
 @pytest.mark.slow
 def test_through_training_gradient_and_brute_force():
-    from jaxprune._design import (
+    from jaxprune.design._design import (
         _MODE_EXACT,
         _MODE_NONE,
         _MODE_RELAXED,
@@ -464,7 +464,7 @@ def test_through_training_gradient_and_brute_force():
 
 
 def test_concrete_edge_error_rescales(rng):
-    from jaxprune._design import _concrete_edge_error
+    from jaxprune.design._design import _concrete_edge_error
     from jaxprune._activations import Erf
 
     w, ws, v, vs = _network(rng, K=3, N=80)
@@ -482,7 +482,7 @@ def test_concrete_edge_error_rescales(rng):
 
 
 def test_design_verdict():
-    from jaxprune._design import design_verdict, format_verdict
+    from jaxprune.design._design import design_verdict, format_verdict
 
     rows = [dict(keep=1.0, kind="-", method="unpruned", role="reference", error=0.01),
             dict(keep=0.5, kind="edge", method="designed", role="designed", error=0.10, sim=0.12, half_mse=0.11),
@@ -505,8 +505,8 @@ def test_design_verdict():
 def test_cli_design_all_levels_one_command(tmp_path, rng):
     import json
 
-    from jaxprune._node import prune_nodes
-    from jaxprune._edge import edge_prune_theory
+    from jaxprune.pruning._node import prune_nodes
+    from jaxprune.pruning._edge import edge_prune_theory
     from jaxprune.cli._main import main
 
     w, ws, v, vs = _network(rng, K=4, N=60)
@@ -554,7 +554,7 @@ def test_cli_design_all_levels_one_command(tmp_path, rng):
 
 @pytest.mark.slow
 def test_through_training_best_reweighting_reaches_brute_force():
-    from jaxprune._design import design_through_training, training_subset_errors
+    from jaxprune.design._design import design_through_training, training_subset_errors
     from jaxprune._dynamics import SGDConfig, solve_ode
 
     K, M = 4, 2
@@ -593,7 +593,7 @@ def test_through_training_best_reweighting_reaches_brute_force():
     assert e.reweight == "none" and np.array_equal(np.asarray(e.mask), masks[i_best])
     e2 = design_through_training(st, cfg, 2, 3.0, reweight="best", steps=2, restarts=2, polish=False,
                                  exact_errors=lookup_fake)
-    from jaxprune._design import _node_mask_init
+    from jaxprune.design._design import _node_mask_init
 
     starts = np.asarray(_node_mask_init(st, jax.random.key(0), jnp.asarray(2.0), restarts=2, logit=False))
     start_err = min(float(lookup_fake([np.isin(np.arange(K), np.argsort(-s, kind="stable")[:2])], "none")[0])

@@ -1,4 +1,4 @@
-"""Tests of the k-DPP algebra in `jaxprune._dpp`.
+"""Tests of the k-DPP algebra in `jaxprune.pruning._dpp`.
 
 Every expected value comes from an independent computation in the test itself: exact integer
 arithmetic, NumPy brute force over all subsets (`det(L_S)` or the Cauchy-Binet mixture over eigenvector
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from jaxprune._dpp import (
+from jaxprune.pruning._dpp import (
     KDPPEigen,
     check_kdpp_kernel,
     enumerate_subsets,

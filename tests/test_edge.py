@@ -9,8 +9,8 @@ from conftest import random_covariance
 from scipy import integrate, optimize
 from scipy.stats import norm
 
-from jaxprune._dpp import kdpp_marginals
-from jaxprune._edge import (
+from jaxprune.pruning._dpp import kdpp_marginals
+from jaxprune.pruning._edge import (
     apply_edge_mask,
     apply_edge_moments,
     dpp_edge_mask,

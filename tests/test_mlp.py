@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxprune._mlp as mlp_module
-from jaxprune._data import Dataset, load_digits
-from jaxprune._mlp import (
+import jaxprune.realdata._mlp as mlp_module
+from jaxprune.realdata._data import Dataset, load_digits
+from jaxprune.realdata._mlp import (
     MLP,
     TrainConfig,
     accuracy,

@@ -20,7 +20,7 @@ from scipy.special import erf as sp_erf
 
 from jaxprune._activations import Erf, Linear
 from jaxprune._error import generalisation_error as _generalisation_error
-from jaxprune._node import (
+from jaxprune.pruning._node import (
     NodePruningResult,
     expected_node_error,
     expected_node_error_closed_form,

@@ -1,4 +1,4 @@
-"""Real-data pruning (`jaxprune._realdata`): invariants, fusing, reweighting, counts, DPP diversity, resumability."""
+"""Real-data pruning (`jaxprune.experiments._realdata`): invariants, fusing, reweighting, counts, DPP diversity, resumability."""
 
 import json
 import os
@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune import _realdata as rd
-from jaxprune._dpp import kdpp_eigen, kdpp_enumerate
-from jaxprune._mlp import TrainConfig, make_mlp
+from jaxprune.experiments import _realdata as rd
+from jaxprune.pruning._dpp import kdpp_eigen, kdpp_enumerate
+from jaxprune.realdata._mlp import TrainConfig, make_mlp
 
 
 def _layers(key, sizes=(12, 8, 5)):

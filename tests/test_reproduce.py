@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxprune import _reproduce
+from jaxprune.experiments import _reproduce
 from jaxprune.cli import main
 
 _NUM = re.compile(r"(?<![A-Za-z_\d.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
@@ -175,7 +175,7 @@ def test_table_values_match_their_rows(quick):
         assert float(cells[4]) == pytest.approx(r["predicted"], rel=1e-3)
         assert float(cells[5]) == pytest.approx(r["measured"], rel=1e-3)
     # the claims table repeats claims_from_rows of those rows
-    from jaxprune._paper import claims_from_rows
+    from jaxprune.experiments._paper import claims_from_rows
 
     cells = claims_from_rows(rows, "measured")
     first = _tables(md.split("### Per cell, from the measured errors")[1])[0][0]

@@ -17,7 +17,7 @@ import pytest
 from jaxprune._dynamics import SGDConfig, solve_ode
 from jaxprune._overlaps import Overlaps
 from jaxprune._status import Status
-from jaxprune._sweep import expand_grid, read_results, run_sweep, validate_spec
+from jaxprune.experiments._sweep import expand_grid, read_results, run_sweep, validate_spec
 from jaxprune.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_sweep_cli_bad_arguments(tmp_path, capsys):
 
 
 def test_spec_toml_and_changed_spec_refused(tmp_path):
-    from jaxprune._sweep import load_spec
+    from jaxprune.experiments._sweep import load_spec
 
     p = tmp_path / "s.toml"
     p.write_text('kind = "ode"\nchunk_size = 2\n[axes]\neta = [0.1, 0.2]\n[fixed]\nalpha = 1.0\nintegrator = "euler"\n')
@@ -107,7 +107,7 @@ def test_spec_toml_and_changed_spec_refused(tmp_path):
 _SHARD_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
-    from jaxprune._sweep import expand_grid, run_grid, validate_spec
+    from jaxprune.experiments._sweep import expand_grid, run_grid, validate_spec
     assert len(jax.devices()) == 8, jax.devices()
     spec = validate_spec({"kind": "ode", "axes": {"eta": [0.2, 0.4, 0.8], "sigma": [0.0, 0.1, 0.3], "K": [2, 3]},
                           "fixed": {"M": 2, "alpha": 3.0, "integrator": "euler", "dt": 0.05}})

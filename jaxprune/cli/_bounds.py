@@ -70,7 +70,7 @@ def register(subparsers) -> None:
 def _spec_from_args(args):
     import jax.numpy as jnp
 
-    from .._bounds import specialisation
+    from ..pruning._bounds import specialisation
 
     M = args.M
     vs = np.ones(M) if args.v_star is None else args.v_star
@@ -144,7 +144,7 @@ def format_table(table: dict) -> str:
 
 
 def run(args) -> int:
-    from .._bounds import bounds_table
+    from ..pruning._bounds import bounds_table
 
     spec = _spec_from_args(args)
     try:

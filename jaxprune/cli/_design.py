@@ -198,7 +198,7 @@ _KEYS = {
 def _run_level(level, args, nets, state0, config, key, budgets, progress):
     import jax.numpy as jnp
 
-    from .. import _design as D
+    from ..design import _design as D
     from .._dynamics import solve_ode
     from .._overlaps import overlaps_from_weights
 
@@ -242,7 +242,7 @@ def run(args) -> int:
 
     import jax
 
-    from .. import _design as D
+    from ..design import _design as D
 
     state0, config = problem_from_args(args)
     budgets = [float(b) for b in np.atleast_1d(args.budget)]

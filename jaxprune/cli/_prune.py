@@ -8,7 +8,7 @@ from ._common import CLIError, add_output_options, nonnegative_float, positive_f
 
 
 def register(sub) -> None:
-    from .._compare import EDGE_RESCALES, METHODS, NODE_REWEIGHTS
+    from ..pruning._compare import EDGE_RESCALES, METHODS, NODE_REWEIGHTS
 
     p = sub.add_parser("prune", help="expected error after pruning a state by one method",
                        description="Expected noise-free generalisation error after pruning the student of a "
@@ -55,7 +55,7 @@ def _load(path):
 def run_prune(args) -> int:
     import jax
 
-    from .._compare import prune_expected
+    from ..pruning._compare import prune_expected
 
     state = _load(args.state)
     try:
@@ -76,7 +76,7 @@ def run_prune(args) -> int:
 
 
 def run_compare(args) -> int:
-    from .._compare import best_by_method, compare_methods, format_compare_table
+    from ..pruning._compare import best_by_method, compare_methods, format_compare_table
 
     state = _load(args.state)
     if state.K < 2:
@@ -89,7 +89,7 @@ def run_compare(args) -> int:
     print(format_compare_table(rows))
     write_json(args.json, {"rows": rows})
     if getattr(args, "plot", None) is not None:
-        from ..plots import new_figure
+        from ..experiments._figures import new_figure
 
         best = best_by_method(rows)
         fig, ax = new_figure()
@@ -201,7 +201,7 @@ def _gap_summary_markdown(result) -> str:
 
 
 def _gap_figure(result, path) -> None:
-    from ..plots import new_figure
+    from ..experiments._figures import new_figure
 
     Ns = np.asarray(result["Ns"], float)
     fig, ax = new_figure(6.4, 4.4)
@@ -232,7 +232,7 @@ def _gap_figure(result, path) -> None:
 def _run_gap_vs_N(args, sigmas) -> int:
     import sys
 
-    from .._paper import PaperSetting, gap_vs_N
+    from ..experiments._paper import PaperSetting, gap_vs_N
 
     try:
         Ns = sorted({int(t) for t in args.N_list.split(",") if t.strip()})
@@ -264,7 +264,7 @@ def _run_gap_vs_N(args, sigmas) -> int:
     print(_gap_summary_markdown(result))
     payload = {"command": command, "gap_vs_N": result}
     if not args.no_map:
-        from .._paper import theory_winner_map
+        from ..experiments._paper import theory_winner_map
 
         wm = theory_winner_map(M=args.M, v_star=args.v_star, eta=args.eta)
         payload["winner_map"] = [dict(r, label=list(r["label"])) for r in wm]
@@ -276,7 +276,7 @@ def _run_gap_vs_N(args, sigmas) -> int:
 
 
 def run_paper(args) -> int:
-    from .._paper import PaperSetting, claims_from_rows, simulation_check, theory_winner_map
+    from ..experiments._paper import PaperSetting, claims_from_rows, simulation_check, theory_winner_map
     from ._common import parse_floats
 
     try:

@@ -39,7 +39,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers) -> None:
-    from .._data import DATASET_NAMES
+    from ..realdata._data import DATASET_NAMES
 
     p = subparsers.add_parser(
         "realdata",
@@ -76,7 +76,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .._realdata import run_realdata
+    from ..experiments._realdata import run_realdata
 
     if args.budgets is not None:
         bad = [b for b in args.budgets if not (math.isfinite(b) and 0 < b <= 1)]

@@ -22,7 +22,7 @@ from ._common import CLIError, positive_int
 
 
 def register(subparsers) -> None:
-    from .._reproduce import PARTS
+    from ..experiments._reproduce import PARTS
 
     p = subparsers.add_parser(
         "reproduce",
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .._reproduce import reproduce
+    from ..experiments._reproduce import reproduce
 
     mode = "quick" if args.quick else ("full" if args.full else "default")
     force = False if args.force is None else (True if len(args.force) == 0 else list(args.force))

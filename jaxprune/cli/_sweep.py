@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from .._status import Status
-    from .._sweep import load_spec, plot_results, run_sweep
+    from ..experiments._sweep import load_spec, plot_results, run_sweep
     from ._common import save_plot
 
     try:

@@ -139,7 +139,7 @@ def run_ode(args) -> int:
                    "integrator": args.integrator, "dt": args.dt},
     })
     if getattr(args, "plot", None) is not None:
-        from ..plots import error_curve_figure
+        from ..experiments._figures import error_curve_figure
 
         fig = error_curve_figure([(alphas, eps, f"ODE ({args.integrator})")],
                                  title=f"K={state.K}, M={state.M}, eta={float(config.eta):g}, "
@@ -217,7 +217,7 @@ def run_simulate(args) -> int:
     print(f"final eps_g (mean over seeds) = {mean[-1]:.8g}")
     write_json(args.json, payload)
     if getattr(args, "plot", None) is not None:
-        from ..plots import error_curve_figure
+        from ..experiments._figures import error_curve_figure
 
         fig = error_curve_figure(curves, bands=bands, title=f"N={args.N}, K={args.K}, M={args.M}")
         save_plot(fig, args.plot)

@@ -31,11 +31,11 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from ._activations import AbstractActivation, Erf, get_activation
+from .._activations import AbstractActivation, Erf, get_activation
 from ._dpp import kdpp_eigen, sample_kdpp_mask
-from ._error import generalisation_error
-from ._overlaps import Overlaps
-from ._status import Status
+from .._error import generalisation_error
+from .._overlaps import Overlaps
+from .._status import Status
 
 __all__ = [
     "EdgeMoments",

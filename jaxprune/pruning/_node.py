@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from ._activations import AbstractActivation, Erf, get_activation
+from .._activations import AbstractActivation, Erf, get_activation
 from ._dpp import (
     check_kdpp_kernel,
     enumerate_subsets,
@@ -39,9 +39,9 @@ from ._dpp import (
     sample_uniform_subset,
     uniform_marginals,
 )
-from ._error import activation_covariance
-from ._overlaps import Overlaps
-from ._status import Status
+from .._error import activation_covariance
+from .._overlaps import Overlaps
+from .._status import Status
 
 __all__ = [
     "NodePruningResult",

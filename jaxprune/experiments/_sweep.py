@@ -51,11 +51,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._dynamics import INTEGRATORS, SGDConfig, solve_ode
-from ._fixed_point import fixed_point_from_ode, fixed_point_from_ode_batch
-from ._io import atomic_write_json, atomic_write_text
-from ._overlaps import Overlaps
-from ._status import Status, describe
+from .._dynamics import INTEGRATORS, SGDConfig, solve_ode
+from .._fixed_point import fixed_point_from_ode, fixed_point_from_ode_batch
+from .._io import atomic_write_json, atomic_write_text
+from .._overlaps import Overlaps
+from .._status import Status, describe
 
 __all__ = [
     "KINDS",
@@ -287,7 +287,7 @@ def _element_fn(kind: str, opts: dict):
                         used_fallback=res.used_fallback)
 
     elif kind == "simulate":
-        from ._simulate import Student, Teacher, simulate
+        from .._simulate import Student, Teacher, simulate
 
         N = opts["N"]
         steps = int(round(opts["alpha"] * N))

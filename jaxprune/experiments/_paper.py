@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._compare import NODE_REWEIGHTS, best_by_method, compare_methods
-from ._dpp import kdpp_eigen, sample_kdpp_mask, sample_uniform_subset_mask
-from ._dynamics import SGDConfig
-from ._edge import (
+from ..pruning._compare import NODE_REWEIGHTS, best_by_method, compare_methods
+from ..pruning._dpp import kdpp_eigen, sample_kdpp_mask, sample_uniform_subset_mask
+from .._dynamics import SGDConfig
+from ..pruning._edge import (
     apply_edge_mask,
     dpp_edge_mask,
     edge_prune_theory,
@@ -37,10 +37,10 @@ from ._edge import (
     matched_keep_fraction,
     random_edge_mask,
 )
-from ._error import generalisation_error
-from ._node import importance_mask, kernel_matrix, prune_nodes
-from ._overlaps import Overlaps, overlaps_from_weights
-from ._simulate import init_student, make_teacher, simulate_seeds
+from .._error import generalisation_error
+from ..pruning._node import importance_mask, kernel_matrix, prune_nodes
+from .._overlaps import Overlaps, overlaps_from_weights
+from .._simulate import init_student, make_teacher, simulate_seeds
 
 __all__ = [
     "PaperSetting",
@@ -456,7 +456,7 @@ def ode_student(K: int, M: int, *, sigma: float, v_star: float = 4.0, eta: float
                 seed: int = 0) -> Overlaps:
     """A student trained by the ODEs (two-layer mode, `eta_v = eta`) from the overlaps of a random
     initialisation at large N (`Q0 = I + O(N^-1/2)`, small random `R0` and `v0`), float64."""
-    from ._dynamics import solve_ode
+    from .._dynamics import solve_ode
 
     rng = np.random.default_rng(seed)
     n = 4000

@@ -36,8 +36,8 @@ import jax.scipy.special as jsp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._activations import Erf, safe_sqrt
-from ._overlaps import Overlaps
+from .._activations import Erf, safe_sqrt
+from .._overlaps import Overlaps
 
 __all__ = [
     "Specialised",
@@ -695,7 +695,7 @@ def _class_representatives(spec: Specialised, counts: np.ndarray) -> np.ndarray:
 
 def _machinery_errors(state: Overlaps, masks: np.ndarray, reweight: str) -> np.ndarray:
     """`generalisation_error(prune_nodes(state, mask, reweight=...))` for a batch of masks (one compilation)."""
-    from ._error import generalisation_error
+    from .._error import generalisation_error
     from ._node import prune_nodes
 
     fn = jax.jit(jax.vmap(lambda msk: generalisation_error(prune_nodes(state, msk, reweight=reweight)[0])))
@@ -736,7 +736,7 @@ def bounds_table(
     """
     from ._dpp import check_kdpp_kernel
     from ._edge import apply_edge_moments, edge_prune_theory
-    from ._error import generalisation_error
+    from .._error import generalisation_error
     from ._node import expected_node_error, importance_mask, kernel_matrix
 
     if exact not in ("full", "classes", "none"):

@@ -70,11 +70,11 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from ._data import Dataset, load_dataset
-from ._dpp import KDPPEigen, kdpp_eigen
-from ._edge import magnitude_edge_mask, matched_keep_fraction, random_edge_mask, reweight_edges
-from ._io import atomic_write_json, atomic_write_text
-from ._mlp import MLP, TrainConfig, first_layer, preset_sizes, train_or_load
+from ..realdata._data import Dataset, load_dataset
+from ..pruning._dpp import KDPPEigen, kdpp_eigen
+from ..pruning._edge import magnitude_edge_mask, matched_keep_fraction, random_edge_mask, reweight_edges
+from .._io import atomic_write_json, atomic_write_text
+from ..realdata._mlp import MLP, TrainConfig, first_layer, preset_sizes, train_or_load
 
 __all__ = [
     "NODE_METHODS",
@@ -119,7 +119,7 @@ def _work_dtype():
 
 
 def _g(activation: str) -> Callable[[Array], Array]:
-    from ._mlp import _ACTIVATIONS
+    from ..realdata._mlp import _ACTIVATIONS
 
     return _ACTIVATIONS[activation]
 
@@ -534,7 +534,7 @@ def prune_edges_network(
 
 
 def _project(m, total):
-    from ._design import project_capped_simplex
+    from ..design._design import project_capped_simplex
 
     return project_capped_simplex(m, total)
 
@@ -1142,7 +1142,7 @@ def run_realdata(
     seconds = time.perf_counter() - t0
     paths = {"results": str(out / "results.json"), "table": str(out / "table.md")}
     if plot:
-        from ._io import atomic_write_bytes
+        from .._io import atomic_write_bytes
         import io
 
         fig = plot_realdata(rows, unpruned, total_params=H * (D + 1), title=name)

@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._io import atomic_write_bytes, atomic_write_json, atomic_write_text, to_jsonable
+from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text, to_jsonable
 
 __all__ = ["MODES", "PARTS", "reproduce_settings", "reproduce", "ReproduceResult", "run_part", "build_report"]
 
@@ -117,7 +117,7 @@ def _builtin_state(K: int, M: int, v_star: float):
     `R0[i,n] = 1e-3 sin(1 + i M + n)`, `v = 1`."""
     import jax.numpy as jnp
 
-    from ._overlaps import Overlaps
+    from .._overlaps import Overlaps
 
     i, n = np.arange(K)[:, None], np.arange(M)[None, :]
     return Overlaps(Q=jnp.eye(K), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n)), T=jnp.eye(M), v=jnp.ones(K),
@@ -140,7 +140,7 @@ _JIT_CACHE: dict = {}
 def _ode_batch_impl(states, cfg, alphas):
     import jax
 
-    from ._dynamics import solve_ode
+    from .._dynamics import solve_ode
 
     return jax.vmap(lambda st: solve_ode(st, cfg, np.asarray(alphas), throw=False))(states)
 
@@ -150,7 +150,7 @@ def _ode_batch(states, cfg, alphas: tuple):
 
 
 def _fp_config(a, b, mode):
-    from ._dynamics import SGDConfig
+    from .._dynamics import SGDConfig
 
     return SGDConfig(eta=a, eta_v=a, sigma=b, mode=mode)
 
@@ -158,7 +158,7 @@ def _fp_config(a, b, mode):
 def _fp_warm_impl(state0, etas, sigmas, mode, alpha, fallback):
     import jax
 
-    from ._fixed_point import fixed_point_from_ode
+    from .._fixed_point import fixed_point_from_ode
 
     return jax.vmap(lambda a, b: fixed_point_from_ode(state0, _fp_config(a, b, mode), alpha=alpha,
                                                       fallback=fallback, throw=False))(etas, sigmas)
@@ -168,7 +168,7 @@ def _fp_grad_impl(p, state, mode):
     """Implicit gradient at a known root: Newton only (it stops at once), which compiles ~3x faster."""
     import jax
 
-    from ._fixed_point import solve_fixed_point
+    from .._fixed_point import solve_fixed_point
 
     return jax.grad(lambda q: solve_fixed_point(state, _fp_config(q[0], q[1], mode), fallback=False,
                                                 throw=False).eps_g)(p)
@@ -179,8 +179,8 @@ def part_ode_vs_sim(s: dict, work: Path, log: Callable[[str], None]) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from ._dynamics import SGDConfig
-    from ._simulate import init_student, make_teacher, simulate_seeds
+    from .._dynamics import SGDConfig
+    from .._simulate import init_student, make_teacher, simulate_seeds
 
     K, M, seeds = int(s["K"]), int(s["M"]), int(s["seeds"])
     cfg = SGDConfig(eta=s["eta"], sigma=s["sigma"], mode="scm")
@@ -234,7 +234,7 @@ def part_fixed_points(s: dict, work: Path, log: Callable[[str], None]) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from ._status import Status, describe
+    from .._status import Status, describe
 
     mode, alpha, h = s["mode"], float(s["alpha"]), float(s["fd_step"])
     etas, sigmas = np.asarray(s["etas"], float), np.asarray(s["sigmas"], float)
@@ -335,7 +335,7 @@ def part_paper(s: dict, work: Path, log: Callable[[str], None]) -> dict:
 
 def part_winner_map(s: dict, work: Path, log: Callable[[str], None]) -> dict:
     """`winner_map` on ODE-trained students over `K/M`, `sigma` and `eta`."""
-    from ._error import generalisation_error
+    from .._error import generalisation_error
     from ._paper import ode_student, winner_map
 
     M = int(s["M_units"])
@@ -428,7 +428,7 @@ def _design_summary(rows: Sequence[dict], budget_key: str) -> list[dict]:
 def part_design_network(s: dict, work: Path, log: Callable[[str], None]) -> dict:
     import jax
 
-    from ._design import compare_network
+    from ..design._design import compare_network
 
     w, ws, v, vs = _design_network(s["network"], work, log)
     rows = compare_network(w, ws, v, vs, tuple(s["keeps"]), key=jax.random.key(s["seed"]), steps=s["steps"],
@@ -440,8 +440,8 @@ def part_design_network(s: dict, work: Path, log: Callable[[str], None]) -> dict
 def part_design_population(s: dict, work: Path, log: Callable[[str], None]) -> dict:
     import jax
 
-    from ._design import compare_population
-    from ._overlaps import overlaps_from_weights
+    from ..design._design import compare_population
+    from .._overlaps import overlaps_from_weights
 
     w, ws, v, vs = _design_network(s["network"], work, log)
     state = overlaps_from_weights(w, ws, v, vs)
@@ -454,10 +454,10 @@ def part_design_population(s: dict, work: Path, log: Callable[[str], None]) -> d
 def part_design_training(s: dict, work: Path, log: Callable[[str], None]) -> dict:
     import jax
 
-    from ._design import compare_training
-    from ._overlaps import overlaps_from_weights
+    from ..design._design import compare_training
+    from .._overlaps import overlaps_from_weights
     from ._paper import PaperSetting
-    from ._simulate import Student, Teacher
+    from .._simulate import Student, Teacher
 
     net = s["network"]
     w, ws, v, vs = _design_network(net, work, log)
@@ -694,7 +694,7 @@ def _figures(parts: dict, fig_dir: Path, made: dict[str, str] | None = None, *,
     """Draw the report's figures into `fig_dir`; returns `{figure: relative path or "error: ..."}`. Figures
     already in `made` are skipped (and `made` is updated); with `ready`, only figures whose parts are all in
     `ready` are drawn (the others are left for a later call)."""
-    from . import plots
+    from . import _figures as plots
 
     made = {} if made is None else made
 
@@ -859,7 +859,7 @@ def _sec_fp(results) -> str:
 
 
 def _sec_paper(results) -> str:
-    from ._compare import format_compare_table
+    from ..pruning._compare import format_compare_table
 
     rec = results["parts"].get("paper")
     out = ["## 3. Pruning at the seed paper's teacher-student setting", ""]

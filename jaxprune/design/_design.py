@@ -37,11 +37,11 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
-from ._activations import AbstractActivation, Erf, Linear, get_activation
-from ._dpp import _enumerate_probs, _subset_indices, enumerate_subsets
-from ._dynamics import SGDConfig, vector_field
-from ._error import activation_covariance, generalisation_error
-from ._overlaps import Overlaps
+from .._activations import AbstractActivation, Erf, Linear, get_activation
+from ..pruning._dpp import _enumerate_probs, _subset_indices, enumerate_subsets
+from .._dynamics import SGDConfig, vector_field
+from .._error import activation_covariance, generalisation_error
+from .._overlaps import Overlaps
 
 __all__ = [
     "DesignTrace",
@@ -1485,7 +1485,7 @@ _DPP_KERNELS = ("Q", "A", "rbf")
 @eqx.filter_jit
 def _node_kernels_probs(state: Overlaps, idx, activation):
     """The node k-DPP kernels `L = Q, A, rbf` and their exact subset probabilities (rows of `idx`)."""
-    from ._node import kernel_matrix
+    from ..pruning._node import kernel_matrix
 
     Ls = jnp.stack([kernel_matrix(state, ker, activation=activation) for ker in _DPP_KERNELS])
     return Ls, jax.vmap(lambda L: _enumerate_probs(0.5 * (L + L.T), idx))(Ls)
@@ -1506,7 +1506,7 @@ def _node_tables(state: Overlaps, k: int, activation) -> dict:
 def _node_baseline_details(state: Overlaps, k: int, activation, tables: dict | None = None):
     """`{method: (eps_g, setting, probs over enumerate_subsets(K, k), reweight)}` of the best setting
     of random / importance / DPP node pruning (exact, by enumeration)."""
-    from ._dpp import check_kdpp_kernel
+    from ..pruning._dpp import check_kdpp_kernel
 
     tables = _node_tables(state, k, activation) if tables is None else tables
     masks, errs = tables["masks"], tables["errs"]
@@ -1583,7 +1583,7 @@ def _concrete_edge_error(w, w_star, v, v_star, mask, rescale: str, activation):
     """Exact `eps_g` of `c (m * w)` on a concrete network with `c = 1`, `1/keep_i`, or the per-unit optimum
     (the Newton rescale of [`jaxprune._edge.optimal_edge_rescale`][], from the better of the other two).
     **Returns:** `(eps_g, c)`."""
-    from ._edge import EdgeMoments, apply_edge_moments, optimal_edge_rescale
+    from ..pruning._edge import EdgeMoments, apply_edge_moments, optimal_edge_rescale
 
     n = w.shape[-1]
     m = mask.astype(w.dtype)
@@ -1603,7 +1603,7 @@ def _concrete_edge_error(w, w_star, v, v_star, mask, rescale: str, activation):
 def _baseline_edge_masks(keys, w, counts):
     """Random masks (one per key; `jaxprune._edge.random_edge_mask`) and the magnitude mask
     (`magnitude_edge_mask`), `counts[i]` weights per unit, in one program for every draw and budget."""
-    from ._edge import _rank_mask
+    from ..pruning._edge import _rank_mask
 
     K, N = w.shape
     rnd = jax.vmap(lambda kd: _rank_mask(_draw(jax.random.uniform, kd, (K, N), w.dtype), counts))(keys)
@@ -1611,7 +1611,7 @@ def _baseline_edge_masks(keys, w, counts):
 
 
 def _keep_counts(keep, K, N):
-    from ._edge import _keep_counts as counts
+    from ..pruning._edge import _keep_counts as counts
 
     return jnp.asarray(counts(keep, K, N))
 
@@ -1627,7 +1627,7 @@ _network_overlaps = jax.jit(_network_overlaps_traced)
 @jax.jit
 def _mask_moments(w, w_star, mask):
     """`EdgeMoments` of the concrete mask: per-unit keep fraction, `Q = (m*w)(m*w)^T / N`, `R = (m*w) w*^T / N`."""
-    from ._edge import EdgeMoments
+    from ..pruning._edge import EdgeMoments
 
     n = w.shape[-1]
     m = mask.astype(w.dtype)
@@ -1638,7 +1638,7 @@ def _mask_moments(w, w_star, mask):
 @eqx.filter_jit
 def _edge_eval_one(state, w, w_star, v, v_star, mask, moments, c_opt, c_fixed, activation):
     """Exact error of `c (m * w)` for `c = 1`, `1 / keep`, `c_opt` and `c_fixed`, and these four `c`."""
-    from ._edge import apply_edge_moments
+    from ..pruning._edge import apply_edge_moments
 
     cs = [jnp.ones_like(c_opt), 1.0 / moments.keep, c_opt]
     errs = [generalisation_error(apply_edge_moments(state, moments, c), activation) for c in cs]
@@ -1671,7 +1671,7 @@ class _EdgeContext(eqx.Module):
     def report(self, masks, c_fixed=None, fresh=None, optimal=True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Errors and half test MSEs `(n, 4)` (columns `c = 1`, `1/keep`, optimal `c`, `c_fixed`) and the
         rescales `(n, 4, K)` of every mask; `optimal=False` skips the optimal rescale (column 2 is then `c = 1`)."""
-        from ._edge import optimal_edge_rescale
+        from ..pruning._edge import optimal_edge_rescale
 
         st = self.state
         ones = jnp.asarray(np.ones(st.K), st.Q.dtype)
@@ -1744,7 +1744,7 @@ def compare_network(
     masks (best rescale) and random / importance / DPP node pruning (best reweighting and kernel), all exact for
     this network; `half_mse` the half test MSE on `test_samples` fresh inputs (0: none). Edge errors use the
     per-unit optimal rescale `c` for every row alike (with `refit`, also the optimal second layer)."""
-    from ._edge import dpp_edge_mask
+    from ..pruning._edge import dpp_edge_mask
 
     activation = get_activation(activation)
     w, w_star = jnp.asarray(w), jnp.asarray(w_star)
@@ -1807,7 +1807,7 @@ def compare_network(
 
 @eqx.filter_jit
 def _theory_errors(state: Overlaps, moments, p, c_opt, activation):
-    from ._edge import apply_edge_moments
+    from ..pruning._edge import apply_edge_moments
 
     cs = jnp.stack([jnp.ones_like(p), 1.0 / p, c_opt])
     return jax.vmap(lambda c: generalisation_error(apply_edge_moments(state, moments, c), activation))(cs), cs
@@ -1817,7 +1817,7 @@ def _edge_baseline_theory(state: Overlaps, keep: float, activation) -> list[tupl
     """`(method, rescale, eps_g, c)` of random / magnitude / DPP edge pruning under the Gaussian-equivalent
     model with each rescale (moments once per method; the optimal rescale is the program shared with the
     concrete masks)."""
-    from ._edge import dpp_moments, magnitude_moments, optimal_edge_rescale, random_moments
+    from ..pruning._edge import dpp_moments, magnitude_moments, optimal_edge_rescale, random_moments
 
     p = jnp.asarray(np.full(state.K, keep), state.Q.dtype)
     out = []
@@ -1869,7 +1869,7 @@ def compare_population(
     with its own rescale, and `sim_rescaled` with the network's optimal rescale; baselines: random / magnitude /
     DPP masks with the row's rescale), and every row `half_mse` (fresh inputs). Node rows need no `sim`: the
     state is the network's own overlaps, so their `error` is already the concrete network's."""
-    from ._edge import dpp_edge_mask
+    from ..pruning._edge import dpp_edge_mask
 
     activation = get_activation(activation)
     K = state.K
@@ -1967,7 +1967,7 @@ def _simulate_training(network, state, config, duration, seeds, key, test_sample
 
     **Returns:** `{"end": (w, v, eps, half) per seed, (k, reweight): (mean final eps_g per subset, mean final
     half test MSE per subset), "fresh": the fresh inputs}`."""
-    from ._simulate import Student, simulate_seeds
+    from .._simulate import Student, simulate_seeds
 
     teacher, student = network
     act = config.activation

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from ._activations import AbstractActivation, Erf, get_activation
+from .._activations import AbstractActivation, Erf, get_activation
 from ._edge import edge_params, edge_prune_theory, matched_keep_fraction, node_params
-from ._error import generalisation_error
+from .._error import generalisation_error
 from ._node import expected_node_error
-from ._overlaps import Overlaps
+from .._overlaps import Overlaps
 
 __all__ = [
     "NODE_METHODS",
