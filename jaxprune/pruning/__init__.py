@@ -72,3 +72,4 @@ from ._compare import prune_expected as prune_expected
 from ._compare import compare_methods as compare_methods
 from ._compare import best_by_method as best_by_method
 from ._compare import format_compare_table as format_compare_table
+from ._masks import top_k_mask as top_k_mask

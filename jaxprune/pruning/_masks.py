@@ -1,0 +1,18 @@
+"""Top-k selection, the one implementation behind every "keep the k largest" mask in jaxprune: importance
+node pruning, magnitude and random edge pruning, designed masks rounded to a budget, real-data masks."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+__all__ = ["top_k_mask"]
+
+
+def top_k_mask(scores: Float[ArrayLike, "... n"], k: Int[ArrayLike, "..."]) -> Bool[Array, "... n"]:
+    """Boolean mask keeping the `k` largest entries of `scores` along the last axis, ties broken by the lower
+    index (a stable sort); `k` may be traced and broadcasts against the leading axes (one `k` per row)."""
+    scores = jnp.asarray(scores)
+    order = jnp.argsort(-scores, axis=-1, stable=True)
+    ranks = jnp.argsort(order, axis=-1)
+    return ranks < jnp.asarray(k)[..., None]
