@@ -1,4 +1,4 @@
-"""Benchmark of node pruning expectations (THEORY.md 6.1).
+"""Benchmark of node pruning expectations (docs/theory.md 6.1).
 
 1. Exact expected error over all C(20, 10) = 184 756 subsets, with reweighting, for a random valid state
    (K = 20, M = 2): compile time apart, then the median of repeats, against a plain NumPy loop over the subsets

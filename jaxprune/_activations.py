@@ -1,7 +1,7 @@
 """Activations and their Gaussian-integral kernels for one index tuple.
 
 Every kernel takes the entries of the covariance of the local fields it names (scalars or arrays that
-broadcast elementwise) and returns the Gaussian average of THEORY.md section 2. Blocks over many index tuples
+broadcast elementwise) and returns the Gaussian average of docs/theory.md section 2. Blocks over many index tuples
 are built in `jaxprune._integrals` by lifting these kernels with `vmap`; the `*_batch` methods contract them
 for many configurations at once with the batch axis last (for `solve_ode_batch`).
 
@@ -179,7 +179,7 @@ class AbstractActivation(eqx.Module):
 
 
 class Erf(AbstractActivation):
-    """`g(z) = erf(z / sqrt 2)`, `g'(z) = sqrt(2/pi) exp(-z^2/2)` (Saad & Solla 1995; THEORY.md section 2).
+    """`g(z) = erf(z / sqrt 2)`, `g'(z) = sqrt(2/pi) exp(-z^2/2)` (Saad & Solla 1995; docs/theory.md section 2).
 
     Every square root below is of a determinant of `I + C` restricted to the named fields, which is at least
     1 for a positive semi-definite `C`: the closed forms stay finite (with finite gradients) when a student
@@ -208,7 +208,7 @@ class Erf(AbstractActivation):
         return _TWO_OVER_PI * (cbc * (1.0 + caa) - cab * cac) / ((1.0 + caa) * safe_sqrt(l3))
 
     def i4(self, caa, cbb, ccc, cdd, cab, cac, cad, cbc, cbd, ccd):
-        """`(4/pi^2) / sqrt(L4) * arcsin(L0 / sqrt(L1 L2))` (THEORY.md section 2 for L0..L4)."""
+        """`(4/pi^2) / sqrt(L4) * arcsin(L0 / sqrt(L1 L2))` (docs/theory.md section 2 for L0..L4)."""
         l4 = (1.0 + caa) * (1.0 + cbb) - cab * cab
         l0 = l4 * ccd - cbc * cbd * (1.0 + caa) - cac * cad * (1.0 + cbb) + cab * cac * cbd + cab * cad * cbc
         l1 = l4 * (1.0 + ccc) - cbc * cbc * (1.0 + caa) - cac * cac * (1.0 + cbb) + 2.0 * cab * cac * cbc
@@ -219,7 +219,7 @@ class Erf(AbstractActivation):
         """`sum_cd w[c, d] I4(a, b, c, d)` for one pair `(a, b)`, factorised (same value as [`i4`][]).
 
         With `A = 1 + C_aa`, `B = 1 + C_bb`, `x = C[a, :]`, `y = C[b, :]` and
-        `q_cd = B x_c x_d + A y_c y_d - C_ab (x_c y_d + y_c x_d)`, THEORY.md section 2 reads
+        `q_cd = B x_c x_d + A y_c y_d - C_ab (x_c y_d + y_c x_d)`, docs/theory.md section 2 reads
         `L0(c, d) = L4 C_cd - q_cd`, `L1(c) = L4 (1 + C_cc) - q_cc` (and `L2(d) = L1(d)`), so the `L1` are
         computed once per `c` and the arcsin argument is `L0(c, d) r_c r_d` with `r = 1/sqrt(L1)`.
         `L1` is the determinant of `I + C` on the fields `(a, b, c)`, at least 1 for a PSD `C`.

@@ -1,4 +1,4 @@
-"""ODEs of online SGD for the order parameters, and their integration (THEORY.md section 4).
+"""ODEs of online SGD for the order parameters, and their integration (docs/theory.md section 4).
 
 Time is `alpha = steps / N`. With `u = (v, -v*)` the error signal is `Delta = sum_c u_c g(c) - sigma zeta`, so
 
@@ -7,7 +7,7 @@ Time is `alpha = steps / N`. With `u = (v, -v*)` the error signal is `Delta = su
   + eta^2 v_i v_k [ sum_cd u_c u_d I4(i, k, c, d) + sigma^2 J2(i, k) ]`
 - `dv_i/dalpha = -eta_v sum_c u_c I2(i, c)` (two-layer mode; zero for the soft committee machine),
 
-which is THEORY.md section 4 with the teacher and student sums merged (Saad & Solla 1995; Goldt et al. 2019).
+which is docs/theory.md section 4 with the teacher and student sums merged (Saad & Solla 1995; Goldt et al. 2019).
 `lambda` is an optional weight decay, `w <- w - (eta lambda / N) w` per step. `T` and `v*` are constant.
 
 Integrators: `"euler"` (explicit Euler with fixed `dt`, step for step what the reference C++ tool does) and
@@ -643,7 +643,7 @@ def solve_ode_batch(
     throw: bool = True,
 ) -> ODESolution:
     """[`solve_ode`][] for a batch of `B` configurations, integrated as one ODE system in `y` of shape
-    `(D, B)` (THEORY.md section 4; the same vector field, batch axis last).
+    `(D, B)` (docs/theory.md section 4; the same vector field, batch axis last).
 
     Adaptive solvers take one step size for the whole batch, controlled by the largest per-member RMS error
     (so every member meets `rtol`, `atol` as in its own solve, with steps no longer than its own solve's

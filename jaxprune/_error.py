@@ -1,4 +1,4 @@
-"""Generalisation error of a student given its order parameters (THEORY.md section 3)."""
+"""Generalisation error of a student given its order parameters (docs/theory.md section 3)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ __all__ = ["generalisation_error", "test_mse", "activation_covariance"]
 
 @eqx.filter_jit
 def activation_covariance(state: Overlaps, activation: AbstractActivation = Erf()) -> Float[Array, "K+M K+M"]:
-    """`I2` over all fields: `E[g(a) g(b)]` for students then teachers (the matrix `A` of THEORY.md 6.1
+    """`I2` over all fields: `E[g(a) g(b)]` for students then teachers (the matrix `A` of docs/theory.md 6.1
     is its top-left `K x K` block)."""
     _, _, all_fields = fields(state.K, state.M)
     return i2_block(activation, state.covariance(), all_fields, all_fields)
@@ -25,7 +25,7 @@ def activation_covariance(state: Overlaps, activation: AbstractActivation = Erf(
 def generalisation_error(state: Overlaps, activation: AbstractActivation = Erf()) -> Float[Array, ""]:
     """Noise-free generalisation error `eps_g = 1/2 E[(phi(x) - y_clean)^2] = 1/2 u^T I2 u`, `u = (v, -v*)`.
 
-    For erf this is THEORY.md section 3:
+    For erf this is docs/theory.md section 3:
     `(1/pi)[sum_ik v_i v_k asin(Q_ik/..) + sum_nm v*_n v*_m asin(T_nm/..) - 2 sum_in v_i v*_n asin(R_in/..)]`.
     """
     u = state.output_weights()

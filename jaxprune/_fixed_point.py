@@ -1,4 +1,4 @@
-"""Stationary points of the online-SGD ODEs, their stability, and implicit differentiation (THEORY.md 5).
+"""Stationary points of the online-SGD ODEs, their stability, and implicit differentiation (docs/theory.md 5).
 
 A fixed point solves `F(y) = 0`, where `y` holds the *independent* student unknowns (the upper triangle of
 `Q`, all of `R`, and `v` in two-layer mode) and `F` is [`vector_field`][] in the same coordinates. `T` and

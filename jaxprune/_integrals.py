@@ -1,4 +1,4 @@
-"""Gaussian integrals I2, J2, I3, I4 over local fields with covariance `C` (THEORY.md section 2).
+"""Gaussian integrals I2, J2, I3, I4 over local fields with covariance `C` (docs/theory.md section 2).
 
 Each integral is written for one index tuple of fields (`a, b, c, d` index rows of `C`). The kernels of
 `jaxprune._activations` act elementwise on covariance entries, so blocks are built by broadcasting those

@@ -1,6 +1,6 @@
 """Order parameters (overlaps) of a teacher-student pair, their validation and their JSON file format.
 
-`Q_ik = w_i.w_k/N`, `R_in = w_i.w*_n/N`, `T_nm = w*_n.w*_m/N` (THEORY.md section 1); with the second layers
+`Q_ik = w_i.w_k/N`, `R_in = w_i.w*_n/N`, `T_nm = w*_n.w*_m/N` (docs/theory.md section 1); with the second layers
 `v` (student) and `v*` (teacher) they determine every Gaussian average, exactly, at any N.
 """
 

@@ -1,4 +1,4 @@
-"""Finite-N simulation of online SGD in the teacher-student model (THEORY.md sections 1 and 4).
+"""Finite-N simulation of online SGD in the teacher-student model (docs/theory.md sections 1 and 4).
 
 One fresh input `x ~ N(0, I_N)` per step, `Delta = phi(x) - y`, `y = sum_n v*_n g(nu_n) + sigma zeta`, and the
 simultaneous update (values before the step on the right-hand sides)

@@ -18,7 +18,7 @@
 #
 # A two-layer student learns from a two-layer teacher by online SGD. As the input dimension `N` grows, the
 # overlaps `Q = w w^T / N`, `R = w w*^T / N` (and the second layer `v` in two-layer mode) follow deterministic
-# ODEs in the time `alpha = steps / N` (THEORY.md section 4). This notebook
+# ODEs in the time `alpha = steps / N` (docs/theory.md section 4). This notebook
 #
 # 1. builds an initial state and integrates the ODEs with an adaptive solver (`tsit5`) and with fixed-step Euler;
 # 2. checks the ODE against a finite-N simulation of the same SGD started from the same overlaps;

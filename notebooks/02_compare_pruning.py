@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 2. Comparing pruning methods on a trained student
 #
-# A pruned student is again a student: its error is `eps_g` of its new overlaps (THEORY.md section 6). So once a
+# A pruned student is again a student: its error is `eps_g` of its new overlaps (docs/theory.md section 6). So once a
 # student is trained, every pruning method at every budget is a cheap map on its order parameters:
 #
 # - **node pruning** keeps `k` of the `K` units (random, importance `|v_i| sqrt(Q_ii)`, or a k-DPP on the

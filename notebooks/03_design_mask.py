@@ -19,7 +19,7 @@
 # The generalisation error of a concrete network is an exact, smooth function of its overlaps, and the overlaps
 # of a masked network `w'_i = c_i (m_i * w_i)` are dot products of the weights. Relax the 0/1 mask to
 # `m in [0, 1]`, and pruning becomes an optimisation problem that gradient descent (optax) can attack directly
-# on the exact error (THEORY.md section 7): project onto the budget after each step, round to the best entries
+# on the exact error (docs/theory.md section 7): project onto the budget after each step, round to the best entries
 # at the end, and evaluate the hard mask exactly.
 #
 # On a trained student at the seed paper's setting (`M = 2`, `K = 6`, two-layer, `v* = 4`, `eta = 0.5`) we

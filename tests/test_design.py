@@ -1,4 +1,4 @@
-"""Tests of pruning designed by gradient descent (jaxprune.design._design, THEORY.md section 7)."""
+"""Tests of pruning designed by gradient descent (jaxprune.design._design, docs/theory.md section 7)."""
 
 import math
 

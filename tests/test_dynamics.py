@@ -21,7 +21,7 @@ def reference_state(K, M, v_star=1.0):
     )
 
 
-# ---- an independent numpy implementation of THEORY.md section 4, loops over the sums as written ----
+# ---- an independent numpy implementation of docs/theory.md section 4, loops over the sums as written ----
 
 def _np_integrals(kind):
     if kind == "linear":

@@ -1,4 +1,4 @@
-"""Edge pruning (THEORY.md 6.2): theory moments vs independent quadrature, theory vs concrete networks,
+"""Edge pruning (docs/theory.md 6.2): theory moments vs independent quadrature, theory vs concrete networks,
 the concrete k-DPP edge samplers, rescaling, reweighting and parameter counting."""
 
 import jax

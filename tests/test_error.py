@@ -27,7 +27,7 @@ def random_network(rng, K, M, N):
 
 
 def erf_error_closed_form_numpy(Q, R, T, v, vs):
-    """THEORY.md section 3, written out in numpy with explicit sums."""
+    """docs/theory.md section 3, written out in numpy with explicit sums."""
     def asin_term(C, d1, d2):
         return np.arcsin(C / np.sqrt(np.outer(1 + d1, 1 + d2)))
 

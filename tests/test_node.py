@@ -1,7 +1,7 @@
-"""Node pruning as a map on order parameters (THEORY.md 6.1): reweighting rules, subset distributions,
+"""Node pruning as a map on order parameters (docs/theory.md 6.1): reweighting rules, subset distributions,
 expected errors by enumeration, Monte Carlo and closed form.
 
-Expected values come from independent computations: the erf closed form of THEORY.md 3 and the reweighting
+Expected values come from independent computations: the erf closed form of docs/theory.md 3 and the reweighting
 formulas written in NumPy on explicitly deleted units, `itertools.combinations`, determinants in NumPy, and
 Monte Carlo on concrete finite-N networks.
 """
@@ -40,7 +40,7 @@ generalisation_error = eqx.filter_jit(_generalisation_error)  # compiled once pe
 
 
 def np_i2(ca, cb, cab):
-    """Erf `I2 = (2/pi) asin(C_ab / sqrt((1+C_aa)(1+C_bb)))` (THEORY.md 2), broadcasting."""
+    """Erf `I2 = (2/pi) asin(C_ab / sqrt((1+C_aa)(1+C_bb)))` (docs/theory.md 2), broadcasting."""
     return 2.0 / np.pi * np.arcsin(cab / np.sqrt((1.0 + ca) * (1.0 + cb)))
 
 
@@ -52,7 +52,7 @@ def np_blocks(Q, R, T):
 
 
 def np_eps(Q, R, T, v, vs):
-    """THEORY.md 3, written out: (1/pi)[sum v v asin(..Q..) + sum v* v* asin(..T..) - 2 sum v v* asin(..R..)]."""
+    """docs/theory.md 3, written out: (1/pi)[sum v v asin(..Q..) + sum v* v* asin(..T..) - 2 sum v v* asin(..R..)]."""
     q, t = np.diag(Q), np.diag(T)
     s_q = np.arcsin(Q / np.sqrt(np.outer(1 + q, 1 + q)))
     s_t = np.arcsin(T / np.sqrt(np.outer(1 + t, 1 + t)))
@@ -65,7 +65,7 @@ def np_state(state):
 
 
 def np_reweight(Q, R, T, v, vs, S, rule):
-    """`v'_S` of THEORY.md 6.1 with least-squares (min-norm) solves on the deleted network."""
+    """`v'_S` of docs/theory.md 6.1 with least-squares (min-norm) solves on the deleted network."""
     S = np.asarray(S)
     Sc = np.setdiff1d(np.arange(len(v)), S)
     A, B = np_blocks(Q, R, T)

@@ -1,5 +1,5 @@
 """Finite-N online SGD simulation: checked against a NumPy implementation of the update rule, Monte Carlo
-estimates of the error, and the order-parameter ODEs (THEORY.md section 4)."""
+estimates of the error, and the order-parameter ODEs (docs/theory.md section 4)."""
 
 import math
 import os
@@ -36,7 +36,7 @@ def np_gp(z, act):
 
 
 def np_step(w, v, ws, vs, x, zeta, eta, eta_v, sigma, wd, two_layer, act):
-    """Reference: one online SGD step (THEORY.md section 4), simultaneous update, in NumPy."""
+    """Reference: one online SGD step (docs/theory.md section 4), simultaneous update, in NumPy."""
     N = w.shape[1]
     lam, nu = w @ x / np.sqrt(N), ws @ x / np.sqrt(N)
     y = vs @ np_g(nu, act) + sigma * zeta

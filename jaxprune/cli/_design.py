@@ -1,5 +1,5 @@
 """`jaxprune design`: pruning masks and rules designed by gradient descent on the theoretical error, compared
-with every baseline at the same budget (THEORY.md section 7)."""
+with every baseline at the same budget (docs/theory.md section 7)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.set_defaults(func=run_error)
 
     p = sub.add_parser("ode", help="integrate the order-parameter ODEs of online SGD",
-                       description="Integrate the ODEs of online SGD for the overlaps (THEORY.md section 4) "
+                       description="Integrate the ODEs of online SGD for the overlaps (docs/theory.md section 4) "
                                    "and print the noise-free generalisation error along the way.")
     add_problem_options(p)
     g = p.add_argument_group("integration")

@@ -1,4 +1,4 @@
-"""Pruning designed by gradient descent on the theoretical generalisation error (THEORY.md section 7).
+"""Pruning designed by gradient descent on the theoretical generalisation error (docs/theory.md section 7).
 
 Three levels, one optimiser loop:
 
@@ -8,7 +8,7 @@ Three levels, one optimiser loop:
   `lambda_t relu(mean m - p)^2`; an optional scheduled binarisation term `beta_t mean m (1 - m)`; rounded to
   the `B` largest entries at the end and evaluated exactly (with the best per-unit rescale `c_i`).
 - **population**: a per-coordinate keep rule `pi_i(z) = sigmoid(a_i + tau_i + s_i log z^2)`,
-  `z = w_ij / sqrt(Q_ii)`, under the Gaussian-equivalent model of THEORY.md 6.2 (`s = 0`: random, `s = 1`:
+  `z = w_ij / sqrt(Q_ii)`, under the Gaussian-equivalent model of docs/theory.md 6.2 (`s = 0`: random, `s = 1`:
   the large-N limit of the DPP edge rule, `s -> inf`: magnitude); and subset distributions over units
   (k-DPP with quality weights, `L = diag(q) L0 diag(q)`, or conditional Bernoulli) whose exact expected
   error `sum_S P_theta(S) eps(S)` is differentiated by enumeration.
@@ -20,7 +20,7 @@ Every optimisation runs one jitted step (loss, gradient, optax update, projectio
 loop only calls it. Several restarts run side by side along a leading axis (their losses are summed, which
 leaves each restart's gradient its own).
 
-References: Acharyya et al., UAI 2021 (arXiv 2006.16617); THEORY.md sections 6 and 7.
+References: Acharyya et al., UAI 2021 (arXiv 2006.16617); docs/theory.md sections 6 and 7.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def optimal_second_layer(
     state: Overlaps, activation: AbstractActivation = Erf(), *, ridge: Float[ArrayLike, " K"] | float = 0.0
 ) -> Float[Array, " K"]:
     """`v = (A + diag(ridge) + 1e-10 tr(A)/K)^{-1} B v*` (`A = I2` among students, `B = I2` student-teacher): the
-    second layer minimising `eps_g + 1/2 sum_i ridge_i v_i^2` for the given first layer (THEORY.md 6.1)."""
+    second layer minimising `eps_g + 1/2 sum_i ridge_i v_i^2` for the given first layer (docs/theory.md 6.1)."""
     K = state.K
     I = activation_covariance(state, activation)
     A, B = I[:K, :K], I[:K, K:]
@@ -243,7 +243,7 @@ def masked_network_overlaps(
     *,
     bernoulli: bool = False,
 ) -> Overlaps:
-    """Overlaps of `w'_i = c_i (m_i * w_i)` (THEORY.md 6.2), exact for the concrete network and a 0/1 mask.
+    """Overlaps of `w'_i = c_i (m_i * w_i)` (docs/theory.md 6.2), exact for the concrete network and a 0/1 mask.
 
     With `bernoulli=True`, `m` holds keep probabilities of independent Bernoulli masks and the result is the
     mean overlaps `Q'_ik = c_i c_k [sum_j p_ij p_kj w_ij w_kj + delta_ik sum_j p_ij (1 - p_ij) w_ij^2] / N`,
@@ -606,7 +606,7 @@ def node_subset_errors(
     activation: AbstractActivation | str = Erf(),
 ) -> Float[Array, " C"]:
     """Exact `eps_g` of the student pruned to each subset (rows of `masks`) with a reweighting rule of
-    THEORY.md 6.1 (pruned units get `v = 0`, which equals removing them). One compiled program per
+    docs/theory.md 6.1 (pruned units get `v = 0`, which equals removing them). One compiled program per
     `(K, C, reweight)`."""
     activation = get_activation(activation)
     if reweight not in _NODE_REWEIGHTS:
@@ -786,7 +786,7 @@ class EdgeRule(eqx.Module):
     """Keep rule `pi_i(z) = sigmoid(a_i + tau_i + s_i log z^2)` on `z = w_ij / sqrt(Q_ii)`, with per-unit
     rescale `c_i`. `s = exp(log_slope)`; `tau` is solved so that the keep fractions meet the budget.
 
-    `s = 0` is random pruning, `s = 1` the large-N DPP edge rule `mu w^2 / (1 + mu w^2)` (THEORY.md 6.2),
+    `s = 0` is random pruning, `s = 1` the large-N DPP edge rule `mu w^2 / (1 + mu w^2)` (docs/theory.md 6.2),
     `s -> inf` magnitude pruning.
     """
 
@@ -955,7 +955,7 @@ def edge_rule_moments(
     state: Overlaps, rule: EdgeRule, keep: Float[ArrayLike, ""], *, allocation: Literal["uniform", "free"] = "uniform",
     kernels: Float[Array, "P n n"] | None = None,
 ) -> tuple[Float[Array, "K K"], Float[Array, "K M"], Float[Array, " K"]]:
-    """Gaussian-equivalent moments of the rule (THEORY.md 6.2), rescale included:
+    """Gaussian-equivalent moments of the rule (docs/theory.md 6.2), rescale included:
     `Q'_ii = c_i^2 Q_ii E[pi_i z^2]`, `R'_in = c_i R_in E[pi_i z^2]`,
     `Q'_ik = c_i c_k sqrt(Q_ii Q_kk) E[pi_i(z_1) z_1 pi_k(z_2) z_2]` with `corr(z_1, z_2) = Q_ik/sqrt(Q_ii Q_kk)`
     (a uniform 400-point grid on [-7, 7] for `z_1`, and the row-normalised conditional density of `z_2 | z_1`
@@ -1208,7 +1208,7 @@ def retrain_pruned(
     adjoint: diffrax.AbstractAdjoint | None = None,
 ) -> Overlaps:
     """Train the pruned student (second layer `state.v`, already zero on pruned units) for `duration` with the
-    ODEs of THEORY.md 4, second-layer updates gated by `mask` (`dv_i -> m_i dv_i`), so that at a binary mask the
+    ODEs of docs/theory.md 4, second-layer updates gated by `mask` (`dv_i -> m_i dv_i`), so that at a binary mask the
     pruned units stay pruned; first-layer updates of a unit with `v_i = 0` vanish on their own.
     Differentiable (diffrax `RecursiveCheckpointAdjoint` by default; `diffrax.ForwardMode()` for forward-mode
     derivatives, as [`design_through_training`][] uses). **Returns:** the state at the end."""
@@ -1860,7 +1860,7 @@ def compare_population(
     progress: Callable[[int], None] | None = None,
 ) -> list[dict]:
     """Rows for designed keep rules (uniform and free allocation) beside random / magnitude / DPP edge rules
-    with each rescale (`c = 1`, `c = 1/keep`, optimal `c`; Gaussian-equivalent model of THEORY.md 6.2), and
+    with each rescale (`c = 1`, `c = 1/keep`, optimal `c`; Gaussian-equivalent model of docs/theory.md 6.2), and
     designed subset distributions (k-DPP quality weights, conditional Bernoulli) beside random / importance /
     DPP node pruning (best reweighting and kernel; exact by enumeration).
 

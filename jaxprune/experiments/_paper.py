@@ -1,4 +1,4 @@
-"""The seed paper's teacher-student experiment, in theory and in finite-N simulation (THEORY.md 6.3).
+"""The seed paper's teacher-student experiment, in theory and in finite-N simulation (docs/theory.md 6.3).
 
 Students are trained by online SGD (`jaxprune._simulate`) at the seed paper's settings (N = 500, M = 2, K = 6,
 two-layer mode, `v* = 4`, eta = 0.5, 800 000 samples); each trained network is pruned by every method at
@@ -11,7 +11,7 @@ every budget, and two numbers are set side by side:
 
 For node pruning the pruned network's overlaps are exactly the theory's `Q_SS, R_S`, so predicted and
 measured differ only by mask sampling; for edge pruning they differ because trained weights are not exactly
-Gaussian per coordinate and `N` is finite: that gap is the test of THEORY.md 6.2. Every error is the noise-free
+Gaussian per coordinate and `N` is finite: that gap is the test of docs/theory.md 6.2. Every error is the noise-free
 `eps_g` unless a column says "test MSE" (noisy labels: `2 eps_g + sigma^2`).
 """
 

@@ -1,4 +1,4 @@
-"""Pruning the first hidden layer of MLPs trained on real data, with every method (THEORY.md 6.3, last item).
+"""Pruning the first hidden layer of MLPs trained on real data, with every method (docs/theory.md 6.3, last item).
 
 The seed paper checks its teacher-student claims on MNIST and CIFAR-10: train an MLP, prune its FIRST hidden
 layer (`H` units, `D` inputs) without fine-tuning, and compare test errors at equal parameter counts. This

@@ -3,22 +3,22 @@
 The run is split into *parts*; each computes plain numbers (a JSON-able dict) with library functions only:
 
 - `ode_vs_sim`: finite-N online SGD (`simulate_seeds`) against the ODEs (`solve_ode`) started from each
-  run's own initial overlaps, for a few `N` (THEORY.md 4: the deviation should shrink like `N^-1/2`);
+  run's own initial overlaps, for a few `N` (docs/theory.md 4: the deviation should shrink like `N^-1/2`);
 - `fixed_points`: fixed-point errors `eps_g*` of the soft committee machine over a grid of `(eta, sigma)`
   (`fixed_point_from_ode`), their implicit derivatives `d eps_g*/d eta`, `d eps_g*/d sigma` (`jax.grad` through
-  `solve_fixed_point`) and central finite differences beside them (THEORY.md 5);
+  `solve_fixed_point`) and central finite differences beside them (docs/theory.md 5);
 - `paper`: the seed paper's teacher-student pruning experiment, theory beside finite-N simulation, every
-  method at every budget, with and without reweighting (`_paper.simulation_check`; THEORY.md 6);
+  method at every budget, with and without reweighting (`_paper.simulation_check`; docs/theory.md 6);
 - `winner_map`: which method wins, in theory, over `(K/M, sigma, eta, k)` (`_paper.winner_map` on
   `_paper.ode_student` states);
 - `design_network`, `design_population`, `design_training`: gradient-designed pruning against the baselines
-  (`_design.compare_network`, `compare_population`, `compare_training`; THEORY.md 7);
+  (`_design.compare_network`, `compare_population`, `compare_training`; docs/theory.md 7);
 - `realdata`: pruning MLPs trained on the digits data set (`_realdata.run_realdata`).
 
 Each part is written atomically to `DIR/parts/<name>.json` with the settings it used; a rerun reuses a part
 whose file is complete and whose settings match, and recomputes it otherwise (or when forced). A failing part
 is recorded (status "error" and the message) and does not stop the others. The claims of the seed paper
-(THEORY.md 6.3) are decided from the `paper`, `winner_map` and `realdata` results. Finally `DIR/results.json`
+(docs/theory.md 6.3) are decided from the `paper`, `winner_map` and `realdata` results. Finally `DIR/results.json`
 (every number), `DIR/figures/*.png` and `DIR/report.md` (tables and figures, all generated from
 `results.json`) are written.
 
@@ -584,7 +584,7 @@ def run_part(name: str, settings: dict, parts_dir: Path, *, force: bool = False,
 
 
 # --------------------------------------------------------------------------------------------------
-# Claims (THEORY.md 6.3)
+# Claims (docs/theory.md 6.3)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -814,7 +814,7 @@ def _sec_ode(results) -> str:
                f"{_fmt(s['sigma'])}, trained to alpha = {_fmt(s['alpha'])} by online SGD (float32) with "
                f"{s['seeds']} seeds per N; the ODE of each run starts from that run's own initial overlaps. "
                "The deviation is simulation minus ODE in the noise-free eps_g, root mean square over the "
-               "recorded alpha, averaged over seeds. Theory (THEORY.md 4) expects it to shrink like N^-1/2.")
+               "recorded alpha, averaged over seeds. Theory (docs/theory.md 4) expects it to shrink like N^-1/2.")
     out += ["", _table(["N", "seeds", "SGD steps", "final eps_g sim", "final eps_g ODE", "rms deviation",
                         "max deviation", "sqrt(N) x rms deviation", f"rms deviation, alpha <= {_fmt(s['early_alpha'])}",
                         "sqrt(N) x early rms deviation"],
@@ -953,7 +953,7 @@ def _sec_claims(results) -> str:
 
 def _sec_design(results) -> str:
     out = ["## 5. Designed pruning against the baselines", ""]
-    out.append("Masks and rules designed by gradient descent on the exact or theoretical error (THEORY.md 7) on a "
+    out.append("Masks and rules designed by gradient descent on the exact or theoretical error (docs/theory.md 7) on a "
                "student trained by finite-N SGD at the paper setting, beside random / magnitude / importance / DPP "
                "baselines (each with its best reweighting or rescale). A design counts only if it beats the best "
                "baseline of the same kind at the same budget. `sim`: the exact error of concrete masks drawn on "

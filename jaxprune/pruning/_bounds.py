@@ -1,6 +1,6 @@
 """Closed-form pruning errors at the seed paper's specialised fixed point, and bounds over subsets.
 
-The specialised state (THEORY.md section 5): `K` student units in `M` groups, group `n` holding `K_n` copies of
+The specialised state (docs/theory.md section 5): `K` student units in `M` groups, group `n` holding `K_n` copies of
 teacher unit `n` with second-layer weights `v*_n / K_n` (`K_n = z = K / M` by default). Imperfections: an
 alignment `a` (`R_in = a T_nm` for a unit of group `n`), an in-group overlap `rho` (`Q_ik = rho T_nn`), a
 cross-group residual overlap `cross`, unequal group sizes, and `T != I`. In formulas, for a unit of group `n`:
@@ -8,9 +8,9 @@ cross-group residual overlap `cross`, unequal group sizes, and `T != I`. In form
     Q_ii = T_nn,   Q_ik = rho T_nn (same group),   Q_ik = a^2 T_nm + cross (1 - a^2) sqrt(T_nn T_mm) (groups n != m),
     R_im = a T_nm,  v_i = v*_n / K_n,   a = sqrt(rho) unless given.
 
-Every pruning rule of THEORY.md section 6 maps such a state to one that is again described per group: a kept
+Every pruning rule of docs/theory.md section 6 maps such a state to one that is again described per group: a kept
 count `m_n`, a per-unit weight `u_n`, a norm `s_n`, a pair overlap `C_nm` between distinct units (`C_nn` in
-the group), and `r_nm`. The error is then a sum over groups of arcsin terms (THEORY.md section 3):
+the group), and `r_nm`. The error is then a sum over groups of arcsin terms (docs/theory.md section 3):
 
     eps = 1/2 [ sum_n m_n u_n^2 I2(s_n,s_n,s_n) + sum_nm (m_n m_m - delta_nm m_n) u_n u_m I2(s_n,s_m,C_nm)
                 + sum_nm v*_n v*_m I2(T) - 2 sum_nm m_n u_n v*_m I2(s_n,T_mm,r_nm) ],   I2 = (2/pi) arcsin(..).
@@ -20,7 +20,7 @@ so every closed form below is cheap, jit/vmap-able and differentiable in `v*`, `
 kept counts `m`; they are sums over the (few) count vectors with `0 <= m_n <= K_n`, `sum m_n = k`.
 
 References: Acharyya, Chattoraj, Zhang, Das, Stefankovic, "Statistical Mechanical Analysis of Neural
-Network Pruning", UAI 2021 (arXiv 2006.16617); Kulesza & Taskar 2012 (k-DPPs); THEORY.md sections 3, 5, 6.
+Network Pruning", UAI 2021 (arXiv 2006.16617); Kulesza & Taskar 2012 (k-DPPs); docs/theory.md sections 3, 5, 6.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def _reduced(diag: Array, pair: Array, m: Array):
 
 
 def _reweighted(g: _Groups, m: Array, reweight: str) -> Array:
-    """Per-unit second layer after keeping `m_n` units of group `n` and reweighting (THEORY.md 6.1).
+    """Per-unit second layer after keeping `m_n` units of group `n` and reweighting (docs/theory.md 6.1).
 
     The solve `L_SS x = b` with a group-constant right side has the group-constant solution
     `x_n = y_n / sqrt(m_n)`, `H y = sqrt(m) b` (the pseudo-inverse solution when `L_SS` is singular)."""
@@ -284,7 +284,7 @@ def _reweighted(g: _Groups, m: Array, reweight: str) -> Array:
 
 def node_error_counts(spec: Specialised, counts: Float[ArrayLike, " M"], *, reweight: str = "none") -> Array:
     """`eps_g` after keeping `m_n = counts[n]` units of group `n` (any `m_n` of them: all are equivalent),
-    with the reweighting rule of THEORY.md 6.1 (`none`: `u_n = v*_n / K_n`)."""
+    with the reweighting rule of docs/theory.md 6.1 (`none`: `u_n = v*_n / K_n`)."""
     _check_reweight(reweight)
     m = jnp.asarray(counts, dtype=spec.T.dtype)
     if m.shape != (spec.M,):
@@ -479,7 +479,7 @@ def optimal_reweight_bound(spec: Specialised, k: int) -> Array:
 
 
 # --------------------------------------------------------------------------------------------------
-# Edge pruning (THEORY.md 6.2): standardised moments e1 = E[m w^2]/Q_ii and pair(rho) = E[m_i m_k w_i w_k]/...
+# Edge pruning (docs/theory.md 6.2): standardised moments e1 = E[m w^2]/Q_ii and pair(rho) = E[m_i m_k w_i w_k]/...
 # --------------------------------------------------------------------------------------------------
 
 
@@ -592,7 +592,7 @@ def edge_moments(p, rho, *, method: str = "random"):
 
 
 def edge_error(spec: Specialised, p, *, method: str = "random", rescale: str = "none") -> Array:
-    """`eps_g` after edge pruning with keep fraction `p` (Gaussian-equivalent theory, THEORY.md 6.2):
+    """`eps_g` after edge pruning with keep fraction `p` (Gaussian-equivalent theory, docs/theory.md 6.2):
     `Q'_ii = c^2 e1 Q_ii`, `Q'_ik = c^2 pair(rho_ik) sqrt(Q_ii Q_kk)`, `R' = c e1 R`, `c = 1` or `1/p`
     (random: `e1 = p`, `pair = p^2 rho`)."""
     if rescale not in _RESCALES:

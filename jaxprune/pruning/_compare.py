@@ -1,7 +1,7 @@
-"""All pruning methods side by side on one student: expected errors at every budget (THEORY.md 6).
+"""All pruning methods side by side on one student: expected errors at every budget (docs/theory.md 6).
 
 Node methods keep `k` of `K` units; edge methods keep a fraction `p` of every unit's incoming weights. At
-equal parameter count (THEORY.md 6, "theory" rule) `p = k / K`; the seed paper's rule is offered too
+equal parameter count (docs/theory.md 6, "theory" rule) `p = k / K`; the seed paper's rule is offered too
 (`jaxprune._edge.matched_keep_fraction`). Every error is the noise-free `eps_g`.
 """
 

@@ -1,4 +1,4 @@
-"""Edge pruning: masks on individual first-layer weights, as a map on order parameters (THEORY.md 6.2).
+"""Edge pruning: masks on individual first-layer weights, as a map on order parameters (docs/theory.md 6.2).
 
 Two levels meet here.
 
@@ -109,7 +109,7 @@ def _check_choice(value, name: str, allowed) -> str:
 
 
 class EdgeMoments(eqx.Module):
-    """Moments of an edge rule before rescaling (THEORY.md 6.2), in the units of the overlaps.
+    """Moments of an edge rule before rescaling (docs/theory.md 6.2), in the units of the overlaps.
 
     **Fields:** `keep: Float[K]` the keep fraction `E[m_i]`; `Q: Float[K, K]` with
     `Q_ii = E[m_i w_i^2]` and `Q_ik = E[m_i m_k w_i w_k]` (`i != k`); `R: Float[K, M]`,
@@ -377,7 +377,7 @@ def _dpp_pair_integral(xi, xk, rho, nodes: int):
 
 @eqx.filter_jit
 def dpp_moments(state: Overlaps, p: Float[ArrayLike, "..."], *, nodes: int = 128) -> EdgeMoments:
-    """Large-N diagonal-kernel k-DPP (THEORY.md 6.2): keep with `pi_i(z) = mu_i z^2/(1 + mu_i z^2)`.
+    """Large-N diagonal-kernel k-DPP (docs/theory.md 6.2): keep with `pi_i(z) = mu_i z^2/(1 + mu_i z^2)`.
 
     With `x_i = 1/sqrt(2 mu_i)`, `h = 1 - pi`: `E[pi_i] = 1 - sqrt(pi) x_i erfcx(x_i) = p_i`,
     `E[pi_i z^2] = 1 - p_i/mu_i`, and
@@ -537,7 +537,7 @@ def edge_prune_theory(
     rescale: str = "none",
     activation: AbstractActivation | str = Erf(),
 ) -> EdgePruningResult:
-    """Edge pruning as a map on order parameters (THEORY.md 6.2), with an optional per-unit rescale.
+    """Edge pruning as a map on order parameters (docs/theory.md 6.2), with an optional per-unit rescale.
 
     `w'_i = c_i (m_i * w_i)`; `Q'_ik = c_i c_k E[m_i m_k w_i w_k]`, `R'_in = c_i E[m_i w_i w*_n]`.
 
@@ -799,7 +799,7 @@ def _reweight(w, mask, x, ridge):
 
 
 # --------------------------------------------------------------------------------------------------
-# Parameter counting (THEORY.md 6)
+# Parameter counting (docs/theory.md 6)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -819,7 +819,7 @@ def edge_params(K: int, N: int, p: float) -> float:
 def matched_keep_fraction(K: int, N: int, k: int, *, rule: str = "theory") -> float:
     """Edge keep fraction matched to node pruning to `k` of `K` units.
 
-    - `rule="theory"`: `p = k / K` (THEORY.md 6): equal numbers of first-layer weights, `p K N = k N`.
+    - `rule="theory"`: `p = k / K` (docs/theory.md 6): equal numbers of first-layer weights, `p K N = k N`.
     - `rule="seed-paper"`: equal total parameter counts including second layers, `p K N + K = k N + k`:
       each unit keeps `(k N + k - K) / K` edges, `p = (k N + k - K) / (K N)` (not rounded; the concrete
       masks keep `round(p N)` per unit).

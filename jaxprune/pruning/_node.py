@@ -1,4 +1,4 @@
-"""Node pruning as a map on order parameters (THEORY.md section 6.1).
+"""Node pruning as a map on order parameters (docs/theory.md section 6.1).
 
 Keeping a subset `S` of the `K` student units gives a student with overlaps `Q' = Q_SS`, `R' = R_S` and a new
 second layer `v'_S` (one of four reweighting rules). Subsets are boolean masks of fixed length `K`: a removed
@@ -10,7 +10,7 @@ Expected errors over subset distributions (random, importance, k-DPP) are comput
 enumeration of all `C(K, k)` subsets while that is feasible, by Monte Carlo otherwise, or (without
 reweighting) in closed form from first- and second-order inclusion probabilities.
 
-Every error reported here is the noise-free generalisation error `eps_g` of THEORY.md section 3.
+Every error reported here is the noise-free generalisation error `eps_g` of docs/theory.md section 3.
 
 References: Acharyya, Chattoraj, Zhang, Das, Stefankovic, UAI 2021 (arXiv 2006.16617); Mariet & Sra, ICLR 2016
 (activation-space fusing); Kulesza & Taskar 2012 (k-DPPs).
@@ -62,7 +62,7 @@ REWEIGHTS = ("none", "preactivation", "activation", "optimal")
 METHODS = ("random", "importance", "dpp")
 KERNELS = ("Q", "A", "rbf")
 
-#: enumerate all subsets exactly while `C(K, k)` is at most this (THEORY.md 6.1)
+#: enumerate all subsets exactly while `C(K, k)` is at most this (docs/theory.md 6.1)
 MAX_ENUMERATE = 200_000
 #: Monte Carlo sample count used when enumeration is infeasible and `samples` is not given
 DEFAULT_SAMPLES = 10_000
@@ -192,7 +192,7 @@ def kernel_matrix(
     jitter: float | Float[ArrayLike, ""] = 0.0,
     activation: AbstractActivation | str = Erf(),
 ) -> Float[Array, "K K"]:
-    """The k-DPP kernel of node pruning as a function of the overlaps, plus `jitter I` (THEORY.md 6.1).
+    """The k-DPP kernel of node pruning as a function of the overlaps, plus `jitter I` (docs/theory.md 6.1).
 
     - `"Q"`: `L = Q` (linear kernel on pre-activations; the seed paper's code, up to scale);
     - `"A"`: `L_ik = A_ik = E[g(lambda_i) g(lambda_k)] = I2(i,k)` (activation covariance);
@@ -260,7 +260,7 @@ def reweighted_output_weights(
     ridge: float | Float[ArrayLike, ""] = 0.0,
     rcond: float = DEFAULT_RCOND,
 ) -> tuple[Float[Array, " K"], Int[Array, ""]]:
-    """The new second layer `v'` (zero on removed slots) and a status code; THEORY.md 6.1.
+    """The new second layer `v'` (zero on removed slots) and a status code; docs/theory.md 6.1.
 
     - `none`: `v'_S = v_S`;
     - `preactivation`: `v'_S = v_S + Q_SS^{-1} Q_{S,Sc} v_Sc`;
@@ -303,7 +303,7 @@ def prune_nodes(
     ridge: float | Float[ArrayLike, ""] = 0.0,
     rcond: float = DEFAULT_RCOND,
 ) -> tuple[Overlaps, Int[Array, ""]]:
-    """Keep the units `S = {i : mask_i}`: `Q' = Q_SS`, `R' = R_S`, `v'_S` by `reweight` (THEORY.md 6.1).
+    """Keep the units `S = {i : mask_i}`: `Q' = Q_SS`, `R' = R_S`, `v'_S` by `reweight` (docs/theory.md 6.1).
 
     The result keeps `K` slots: removed units become inactive (zero row/column of `Q`, zero row of `R`,
     `v = 0`), exactly equivalent to deleting them, so `prune_nodes` vmaps over masks.
@@ -553,7 +553,7 @@ def expected_node_error(
     Exact by vectorised enumeration of all subsets (probabilities from `kdpp_enumerate` for the DPP) when
     `samples is None` and `C(K, k) <= max_enumerate`; otherwise Monte Carlo with `samples` (default
     10 000) exact draws (uniform subsets, or the exact k-DPP sampler), reporting a standard error. The error
-    of each subset is `1/2 [v'^T A_SS v' - 2 v'^T (B v*)_S + v*^T C v*]` (THEORY.md 3), equal to
+    of each subset is `1/2 [v'^T A_SS v' - 2 v'^T (B v*)_S + v*^T C v*]` (docs/theory.md 3), equal to
     `generalisation_error(prune_nodes(state, mask, ...)[0])`, with `A`, `B`, `C` computed once.
 
     **Arguments:** `state`; `k` static in `1..K`; keyword options as named above; `key` (a PRNG key, default
