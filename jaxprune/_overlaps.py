@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_float, check_int
 from ._io import atomic_write_json
 
 __all__ = ["Overlaps", "overlaps_from_weights", "validate_overlaps", "load_state", "save_state"]
@@ -56,6 +57,37 @@ class Overlaps(eqx.Module):
                 raise ValueError(
                     f"{name} must have shape {want} (K={K} from v, M={M} from v_star), got {got}"
                 )
+
+    @classmethod
+    def reference(
+        cls, K: int, M: int, *, v_star: ArrayLike = 1.0, v: ArrayLike = 1.0, q_scale: float = 1.0,
+        dtype=None,
+    ) -> "Overlaps":
+        """The reference initial state of the C++ tool and of this project's ODE runs (docs/theory.md, section 4):
+        `Q = q_scale I`, `R_in = 1e-3 sin(1 + i M + n)` (small, and different for every pair, so that the
+        student-permutation symmetry is broken), `T = I`, `v` and `v*` constant (scalars) or given (vectors).
+
+        **Arguments:** `K`, `M` (unit counts, >= 1); `v_star`, `v` (scalar or vector of length M / K);
+        `q_scale` (the diagonal of `Q`); `dtype` (default: JAX's default float).
+        """
+        K, M = check_int("K", K, 1), check_int("M", M, 1)
+        q_scale = check_float("q_scale", q_scale, 0.0, lo_open=True)
+        dtype = jnp.result_type(float) if dtype is None else dtype
+        i, n = np.arange(K)[:, None], np.arange(M)[None, :]
+
+        def vec(x, size, name):
+            x = np.asarray(x, dtype=float)
+            if x.ndim == 0:
+                return np.full(size, float(x))
+            if x.shape != (size,):
+                raise ValueError(f"{name} must be a scalar or a vector of length {size}, got shape {x.shape}")
+            return x
+
+        return cls(
+            Q=jnp.asarray(q_scale * np.eye(K), dtype), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n), dtype),
+            T=jnp.eye(M, dtype=dtype), v=jnp.asarray(vec(v, K, "v"), dtype),
+            v_star=jnp.asarray(vec(v_star, M, "v_star"), dtype),
+        )
 
     @property
     def K(self) -> int:
