@@ -35,6 +35,7 @@ from ._integrals import i4 as i4
 from ._integrals import j2 as j2
 from ._overlaps import Overlaps as Overlaps
 from ._overlaps import load_state as load_state
+from ._overlaps import normalise_student as normalise_student
 from ._overlaps import overlaps_from_weights as overlaps_from_weights
 from ._overlaps import save_state as save_state
 from ._overlaps import validate_overlaps as validate_overlaps

@@ -18,7 +18,7 @@ from jaxtyping import Array, ArrayLike, Float
 from ._checks import check_float, check_int
 from ._io import atomic_write_json
 
-__all__ = ["Overlaps", "overlaps_from_weights", "validate_overlaps", "load_state", "save_state"]
+__all__ = ["Overlaps", "normalise_student", "overlaps_from_weights", "validate_overlaps", "load_state", "save_state"]
 
 
 def _shape(x):
@@ -108,6 +108,15 @@ class Overlaps(eqx.Module):
     def output_weights(self) -> Float[Array, " K+M"]:
         """`u = (v, -v*)`, so that the error signal is `phi(x) - y_clean = sum_c u_c g(field_c)`."""
         return jnp.concatenate([self.v, -self.v_star], axis=-1)
+
+
+def normalise_student(state: Overlaps) -> Overlaps:
+    """The student with every first-layer row rescaled to `|w_i|^2 / N = 1` (the seed paper's normalisation
+    before pruning, docs/theory.md, section 6.3): `Q'_ik = Q_ik / sqrt(Q_ii Q_kk)`, `R'_in = R_in / sqrt(Q_ii)`;
+    `v`, `T`, `v*` unchanged (so the network's function changes, as in the paper)."""
+    d = 1.0 / jnp.sqrt(jnp.diagonal(state.Q, axis1=-2, axis2=-1))
+    return Overlaps(Q=state.Q * d[..., :, None] * d[..., None, :], R=state.R * d[..., :, None], T=state.T,
+                    v=state.v, v_star=state.v_star)
 
 
 def overlaps_from_weights(
