@@ -1,44 +1,35 @@
-"""Time per optimisation step of the pruning designs (jaxprune.design._design), compile time apart.
+"""Time per optimisation step of the pruning designs (jaxprune.design), compile time apart.
 
-    python benchmarks/bench_design.py [--quick]    (--quick: about 2-3 min on 2 cores; full: under 10 min)
+    python benchmarks/bench_design.py [--quick] [--only training|static] [--sizes 6,20]
 
-For K = 6 and K = 20 (M = 2, N = 500 at network level): one jitted step (loss, gradient, optax update,
-projection) of the edge-mask design, the node-mask design, the keep-rule design, the subset-distribution
-design (enumeration), and the through-training design (gradient through the diffrax ODE solve, in forward
-mode as `design_through_training` does; at K = 6 also reverse mode through diffrax's checkpointed loop, for
-comparison). Reports the first call (compile + run) and the median of repeated calls (block_until_ready),
-float64, and as a plain baseline in the same run the time of one exact error evaluation of the same problem.
-Each line is printed as soon as it is measured. The keep rule's pair kernels (`K (K-1)/2 400^2` floats: 19 MB
-at K = 6, 243 MB at K = 20) are built once (time reported apart) and passed to the step as an argument, as
-`design_edge_rule` does.
+For K = 6 and K = 20 (M = 2, N = 500 at network level) every design runs through its public function, and the
+time of each optimisation step is read from its `progress` callback (called once per step, after the step's
+result is on the host): 'step 1st' is compile + first step, 'step' the median of the others. As a plain baseline
+in the same run: one exact error evaluation of the same problem.
+
+Through training (gradient through the diffrax ODE solve, duration 5, one restart) runs twice side by side:
+forward mode (`adjoint=diffrax.ForwardMode()`, one tangent per unit: the only mode before) and reverse mode
+(`diffrax.RecursiveCheckpointAdjoint()`), the default above `jp.design.FORWARD_MODE_MAX_K` units, the two
+arms alternating so that a change of machine load between them shows in both; the ratio of the medians is
+printed. The exact evaluation of the rounded candidates is skipped (`exact_errors` returns
+zeros): only the optimisation steps are timed.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
-
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import equinox as eqx  # noqa: E402
+import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
-from jaxprune.design import _design as D  # noqa: E402
-from jaxprune._activations import Erf  # noqa: E402
-from jaxprune.pruning._dpp import enumerate_subsets  # noqa: E402
-from jaxprune._dynamics import SGDConfig  # noqa: E402
-from jaxprune._error import generalisation_error  # noqa: E402
-from jaxprune._overlaps import overlaps_from_weights  # noqa: E402
+import jaxprune as jp  # noqa: E402
 
 
 def _network(K, M=2, N=500, seed=0):
@@ -48,129 +39,108 @@ def _network(K, M=2, N=500, seed=0):
     return jnp.asarray(w), jnp.asarray(ws), jnp.asarray(1.0 + 0.3 * rng.random(K)), jnp.full(M, 4.0)
 
 
-def _time(step, args, repeats):
+class _Clock:
+    """A `progress` callback that records the wall time of every optimisation step."""
+
+    def __init__(self):
+        self.marks = [time.perf_counter()]
+
+    def __call__(self, n):
+        self.marks.append(time.perf_counter())
+
+    def times(self):
+        d = np.diff(self.marks)
+        return float(d[0]), float(statistics.median(d[1:])) if d.size > 1 else float("nan")
+
+
+def _timed_design(fn, steps):
+    clock = _Clock()
+    fn(steps, clock)
+    return clock.times()
+
+
+def _timed_call(f, *args, repeats=3):
     t = time.perf_counter()
-    jax.block_until_ready(step(*args))
+    jax.block_until_ready(f(*args))
     first = time.perf_counter() - t
-    times = []
+    ts = []
     for _ in range(repeats):
         t = time.perf_counter()
-        jax.block_until_ready(step(*args))
-        times.append(time.perf_counter() - t)
-    return first, statistics.median(times)
+        jax.block_until_ready(f(*args))
+        ts.append(time.perf_counter() - t)
+    return first, statistics.median(ts)
 
 
-def _make_step(loss, project=None, lr=0.05):
-    opt = optax.adam(lr)
-
-    @eqx.filter_jit
-    def step(p, s):
-        val, g = jax.value_and_grad(loss)(p)
-        u, s = opt.update(g, s, p)
-        p = optax.apply_updates(p, u)
-        return (project(p) if project else p), s, val
-
-    return step, opt
-
-
-def bench(K, repeats, quick, emit):
+def bench_training(K, steps, emit, rounds=2):
+    """Design through training: forward vs reverse mode, side by side. The two arms alternate (`rounds`
+    designs each, forward then reverse), so that a change of machine load between them shows in both; each
+    arm's median is over all its steps after the first (compile) step."""
     w, ws, v, vs = _network(K)
-    N = w.shape[1]
-    st = overlaps_from_weights(w, ws, v, vs)
-    act = Erf()
+    st = jp.overlaps_from_weights(w, ws, v, vs)
+    cfg = jp.SGDConfig(eta=0.5, eta_v=0.5, mode="two-layer")
+    k, duration = K // 2, 5.0
+    skip = lambda ms, rw: np.zeros(len(ms))  # noqa: E731
+    arms = {"forward": diffrax.ForwardMode(), "reverse": diffrax.RecursiveCheckpointAdjoint()}
+    first, per_step = {}, {name: [] for name in arms}
+    for r in range(rounds):
+        for name, adj in arms.items():
+            clock = _Clock()
+            jp.design.design_through_training(st, cfg, k, duration, steps=steps, restarts=1, polish=False,
+                                              exact_errors=skip, adjoint=adj, progress=clock)
+            d = np.diff(clock.marks)
+            if r == 0:
+                first[name] = float(d[0])
+                d = d[1:]
+            per_step[name] += d.tolist()
+    loss = jax.jit(lambda s: jp.generalisation_error(jp.design.retrain_pruned(s, jnp.ones(K), cfg, duration)))
+    g1, gmed = _timed_call(loss, st)
+    med = {name: statistics.median(x) for name, x in per_step.items()}
+    for name in arms:
+        emit((f"through training K={K} ({name} mode)", first[name], med[name], g1, gmed))
+    print(f"    through training K={K}: reverse mode {med['forward'] / med['reverse']:.1f}x faster per step than "
+          f"forward mode (median of {len(per_step['forward'])} steps each, arms alternating: "
+          f"{1e3 * med['forward']:.0f} ms -> {1e3 * med['reverse']:.0f} ms)", flush=True)
 
-    # edge mask (network level), Bernoulli relaxation, projection onto the budget
-    B = N * K // 2
 
-    def edge_loss(p):
-        s = D.masked_network_overlaps(w, ws, v, vs, p["m"], jnp.exp(p["logc"]), bernoulli=True)
-        return generalisation_error(s, act)
+def bench(K, steps, emit):
+    w, ws, v, vs = _network(K)
+    st = jp.overlaps_from_weights(w, ws, v, vs)
+    act = jp.Erf()
+    err = jax.jit(lambda s: jp.generalisation_error(s, act))
 
-    p = {"m": jnp.full((K, N), 0.5), "logc": jnp.zeros(K)}
-    step, opt = _make_step(edge_loss, lambda p: {**p, "m": D.project_capped_simplex(p["m"], B)})
-    emit((f"edge mask K={K} N={N}", *_time(step, (p, opt.init(p)), repeats),
-                *_time(jax.jit(edge_loss), (p,), repeats)))
+    f1, med = _timed_design(lambda s, p: jp.design.design_edge_mask(w, ws, v, vs, 0.5, steps=s, restarts=1,
+                                                                    roundings=1, progress=p), steps)
+    mask = jnp.ones(w.shape)
+    loss = jax.jit(lambda m: jp.generalisation_error(jp.design.masked_network_overlaps(w, ws, v, vs, m, bernoulli=True)))
+    emit((f"edge mask K={K} N={w.shape[1]}", f1, med, *_timed_call(loss, mask)))
 
-    # node mask, ridge-relaxed optimal reweighting
-    k = K // 2
+    f1, med = _timed_design(lambda s, p: jp.design.design_node_mask(st, K // 2, steps=s, restarts=4, polish=False,
+                                                                    progress=p), steps)
+    emit((f"node mask K={K}", f1, med, *_timed_call(err, st)))
 
-    def node_loss(m):
-        return generalisation_error(eqx.tree_at(lambda s: s.v, st, D._relaxed_node_v(st, m, "optimal", 1.0, act)), act)
-
-    m = jnp.full(K, 0.5)
-    step, opt = _make_step(node_loss, lambda m: D.project_capped_simplex(m, k))
-    emit((f"node mask K={K}", *_time(step, (m, opt.init(m)), repeats),
-                *_time(jax.jit(node_loss), (m,), repeats)))
-
-    # keep rule (population level): pair kernels built once, passed as an argument
-    rule = D.EdgeRule(a=jnp.zeros(K), log_slope=jnp.zeros(K), log_scale=jnp.zeros(K))
     t = time.perf_counter()
-    kernels = jax.block_until_ready(D.conditional_kernels(st)) if D._kernels_fit(K) else None
+    kernels = jax.block_until_ready(jp.design.conditional_kernels(st)) if K <= 20 else None
     build = time.perf_counter() - t
-
-    def rule_loss(r, kern):
-        return generalisation_error(D.edge_rule_state(st, r, jnp.asarray(0.5), kernels=kern), act)
-
-    opt = optax.adam(0.05)
-
-    @eqx.filter_jit
-    def rule_step(p, s, kern):
-        val, g = jax.value_and_grad(rule_loss)(p, kern)
-        u, s = opt.update(g, s, p)
-        return optax.apply_updates(p, u), s, val
-
+    f1, med = _timed_design(lambda s, p: jp.design.design_edge_rule(st, 0.5, steps=s, slopes=(1.0,), kernels=kernels,
+                                                                    progress=p), steps)
     note = f"kernels built once, {build:.1f} s" if kernels is not None else "kernels rebuilt per step"
-    emit((f"keep rule K={K} ({note})", *_time(rule_step, (rule, opt.init(rule), kernels), repeats),
-          *_time(eqx.filter_jit(rule_loss), (rule, kernels), repeats)))
+    emit((f"keep rule K={K} ({note})", f1, med, *_timed_call(err, st)))
 
-    # subset distribution by enumeration (k-DPP quality weights); C(K, k) subsets
     kk = 3 if K == 6 else 4
-    masks = jnp.asarray(enumerate_subsets(K, kk))
-    errs = D.node_subset_errors(st, masks)
-    eye = jnp.eye(K)
-    _, base = jax.vmap(lambda mk: jnp.linalg.slogdet(jnp.where(mk[:, None] & mk[None, :], st.Q, eye)))(masks)
-
-    def sub_loss(th):
-        return jnp.exp(D.subset_log_probs(th, masks, base)) @ errs
-
-    th = jnp.zeros(K)
-    step, opt = _make_step(sub_loss)
-    emit((f"subset dist K={K} C={masks.shape[0]}", *_time(step, (th, opt.init(th)), repeats),
-                *_time(jax.jit(sub_loss), (th,), repeats)))
-
-    # through training (gradient through the ODE solve): the design's own loss module and compiled step
-    if not (quick and K > 6):
-        cfg = SGDConfig(eta=0.5, eta_v=0.5, mode="two-layer")
-        duration = 5.0
-        problem = D._training_problem(st, cfg, k, duration, rows=1)
-        problem = eqx.tree_at(lambda p: p.modes, problem, jnp.asarray([D._MODE_RELAXED]))
-        opt = D._adam(0.05)
-        hyp = {"penalty": jnp.asarray(0.0), "binarise": jnp.asarray(0.0)}
-        mm = m[None]
-
-        def fwd_step(p, s):
-            return D._design_step(problem, opt, problem.project, p, s, hyp)
-
-        def train_loss(m):
-            s0 = D._pruned_start(st, m, "optimal", 1.0, act)
-            return generalisation_error(D.retrain_pruned(s0, m, cfg, duration), act)
-
-        r = max(2, repeats // 3)
-        emit((f"through training K={K} (duration {duration}, forward mode)", *_time(fwd_step, (mm, opt.init(mm)), r),
-              *_time(jax.jit(train_loss), (m,), r)))
-        if K <= 6:
-            step, opt2 = _make_step(train_loss, lambda m: D.project_capped_simplex(m, k))
-            # a fresh wrapper, so that 'loss 1st' is a compile again (jax.jit(train_loss) is cached from above)
-            emit((f"through training K={K} (duration {duration}, reverse mode)", *_time(step, (m, opt2.init(m)), r),
-                  *_time(jax.jit(lambda m: train_loss(m)), (m,), r)))
+    f1, med = _timed_design(lambda s, p: jp.design.design_subset_distribution(st, kk, steps=s, progress=p), steps)
+    emit((f"subset dist K={K} k={kk}", f1, med, *_timed_call(err, st)))
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="3 repeats; skip the K=20 ODE gradient")
+    ap.add_argument("--quick", action="store_true", help="fewer steps; skip forward mode at K = 20")
+    ap.add_argument("--only", choices=("training", "static"), default=None,
+                    help="only the through-training comparison, or only the other designs")
+    ap.add_argument("--sizes", type=lambda x: [int(k) for k in x.split(",")], default=[6, 20],
+                    help="student sizes K, comma-separated (default 6,20)")
     args = ap.parse_args()
-    repeats = 3 if args.quick else 10
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, float64; medians of {repeats} calls")
+    steps = 6 if args.quick else 12
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, float64; medians over {steps - 1} steps")
     print(f"{'problem':<52} {'step 1st (s)':>12} {'step (ms)':>10} {'loss 1st (s)':>12} {'loss (ms)':>10}")
     t0 = time.perf_counter()
 
@@ -178,8 +148,11 @@ def main():
         name, f1, med, g1, gmed = row
         print(f"{name:<52} {f1:12.2f} {1e3 * med:10.2f} {g1:12.2f} {1e3 * gmed:10.2f}", flush=True)
 
-    for K in (6, 20):
-        bench(K, repeats, args.quick, emit)
+    for K in args.sizes:
+        if args.only != "training":
+            bench(K, steps, emit)
+        if args.only != "static" and not (args.quick and K > 6):
+            bench_training(K, 3 if K > 6 else steps, emit)
     print(f"total {time.perf_counter() - t0:.0f} s (wall; 'step 1st' = compile + one step, 'step' = median per "
           f"optimisation step after compilation)", flush=True)
 

@@ -23,7 +23,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune.pruning._dpp import kdpp_eigen, kdpp_marginals, sample_kdpp
+from jaxprune.pruning import kdpp_eigen, kdpp_marginals, sample_kdpp
 
 
 # (K, k, jaxprune batch of keys, DPPy samples per repeat)

@@ -22,8 +22,8 @@ jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 
-from jaxprune.pruning._node import expected_node_error, expected_node_error_closed_form  # noqa: E402
-from jaxprune._overlaps import overlaps_from_weights  # noqa: E402
+from jaxprune.pruning import expected_node_error, expected_node_error_closed_form  # noqa: E402
+from jaxprune import overlaps_from_weights  # noqa: E402
 
 
 def random_state(K, M, N, seed=0, v_scale=1.0):

@@ -29,8 +29,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxprune._dynamics import SGDConfig, alpha_grid, solve_ode, solve_ode_batch  # noqa: E402
-from jaxprune._overlaps import Overlaps  # noqa: E402
+from jaxprune import Overlaps, SGDConfig, alpha_grid, solve_ode, solve_ode_batch  # noqa: E402
 
 CPP_EULER_STEPS_PER_S = {(2, 6): 2.3e4, (4, 16): 700.0}  # published figures of the reference C++ tool
 GOAL_TTS, GOAL_ACCURACY = 20.0, 1e-4  # adaptive vs Euler (same length), error curve within 1e-4 of reference
@@ -52,9 +51,7 @@ def load():
 
 
 def reference_state(K, M):
-    i, n = np.arange(K)[:, None], np.arange(M)[None, :]
-    return Overlaps(Q=jnp.eye(K), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n)), T=jnp.eye(M),
-                    v=jnp.ones(K), v_star=jnp.ones(M))
+    return Overlaps.reference(K, M)
 
 
 def timed_side_by_side(fns, repeats):
@@ -149,6 +146,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sections", default="123", help="which sections to run, e.g. 3 (default: 123)")
+    parser.add_argument("--sizes3", default=None, help="K values of section 3 at M = 2, e.g. 2,4,6 (default: 2..6)")
     args = parser.parse_args()
     problems = [(2, 6)] if args.quick else [(2, 6), (4, 16)]
     alpha_final = 100.0 if args.quick else 1000.0
@@ -229,6 +227,8 @@ def main():
     grid3 = alpha_grid(100.0, 20)
     repeats3 = 3 if args.quick else 5
     sizes3 = [(2, 2), (2, 6)] if args.quick else [(2, 2), (2, 3), (2, 4), (2, 5), (2, 6)]
+    if args.sizes3:
+        sizes3 = [(2, int(k)) for k in args.sizes3.split(",")]
     for M, K in (sizes3 if "3" in args.sections else []):
         s = reference_state(K, M)
         single = jax.jit(lambda e, sg: solve_ode(s, SGDConfig(eta=e, sigma=sg), grid3, rtol=1e-6, atol=1e-8,

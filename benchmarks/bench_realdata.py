@@ -5,10 +5,12 @@
 For `U` units with `D = 784` inputs and the seed paper's data kernel `L^(i) = diag(w_i) (X^T X / P) diag(w_i)`
 (P = 2000 correlated Gaussian inputs), it reports, with compilation timed apart and `block_until_ready`:
 
-- the eigendecomposition of every unit's kernel (done ONCE per network in `jaxprune.experiments._realdata`);
-- per-unit, per-mask sampling time of `jaxprune.experiments._realdata.sample_kdpp_masks` (traced size: one compilation
-  per work-array cap, a single one for D <= 256) at keep fractions 0.1, 0.5 and 0.9;
-- the same for `jaxprune.pruning._dpp.sample_kdpp_mask` (static size, one compilation per size), the baseline.
+- the eigendecomposition of every unit's kernel (`jaxprune.realdata.edge_dpp_eigen`, done ONCE per network);
+- per-unit, per-mask sampling time of `jaxprune.realdata.sample_kdpp_masks` (the real-data route to the one k-DPP
+  sampler `jaxprune.pruning.sample_kdpp_mask`: a traced size with one compilation for D <= 256, a static size,
+  one unit after another, above) at keep fractions 0.1, 0.5 and 0.9, all units in one call;
+- the same sampler with a static size (`jaxprune.pruning.sample_kdpp_mask(key, eig, int)`, one compilation per
+  size), one unit, the baseline.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxprune.pruning._dpp import sample_kdpp_mask  # noqa: E402
-from jaxprune.experiments._realdata import edge_dpp_eigen, sample_kdpp_masks  # noqa: E402
+from jaxprune.pruning import sample_kdpp_mask  # noqa: E402
+from jaxprune.realdata import edge_dpp_eigen, sample_kdpp_masks  # noqa: E402
 
 
 def _timed(fn, repeats):
@@ -61,13 +63,14 @@ def main(argv=None):
     for p in (0.1, 0.5, 0.9):
         c = int(round(p * D))
         first, med = _timed(lambda: sample_kdpp_masks(key, eig, c, S), a.repeats)
-        note = f"first call {first:.2f} s (compiles only when the work-array cap changes; one cap for D <= 256)"
-        print(f"traced-size sampler, p={p}, k={c}: {med / (U * S) * 1e3:.1f} ms per unit-mask; {note}")
+        route = "traced size, one compilation for all k" if D <= 256 else "static size, compiles per k"
+        print(f"realdata.sample_kdpp_masks ({route}), p={p}, k={c}: {med / (U * S) * 1e3:.1f} ms per unit-mask; "
+              f"first call {first:.2f} s")
         one = jax.tree.map(lambda t: t[0], eig)
         keys = jax.random.split(key, S)
         base = jax.vmap(sample_kdpp_mask, in_axes=(0, None, None))
         first_b, med_b = _timed(lambda: base(keys, one, c), a.repeats)
-        print(f"  baseline _dpp.sample_kdpp_mask (static k), one unit: {med_b / S * 1e3:.1f} ms per unit-mask; "
+        print(f"  baseline pruning.sample_kdpp_mask (static k), one unit: {med_b / S * 1e3:.1f} ms per unit-mask; "
               f"first call {first_b:.2f} s (compiles per k)")
     return 0
 

@@ -21,8 +21,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.special import erf  # noqa: E402
 
-from jaxprune._dynamics import SGDConfig  # noqa: E402
-from jaxprune._simulate import init_student, make_teacher, simulate, simulate_seeds  # noqa: E402
+from jaxprune import SGDConfig, init_student, make_teacher, simulate, simulate_seeds  # noqa: E402
 
 CPP_REFERENCE = 2.9e4  # published figure: the original C++ simulator, N=500 M=2 K=6, steps/s per trajectory
 N, M, K = 500, 2, 6

@@ -17,12 +17,18 @@ from ._activations import Erf as Erf
 from ._activations import Linear as Linear
 from ._activations import get_activation as get_activation
 from ._config import SGDConfig as SGDConfig
-from ._dynamics import INTEGRATORS as INTEGRATORS
-from ._dynamics import ODESolution as ODESolution
-from ._dynamics import alpha_grid as alpha_grid
-from ._dynamics import solve_ode as solve_ode
-from ._dynamics import solve_ode_batch as solve_ode_batch
-from ._dynamics import vector_field as vector_field
+from ._fixed_point import solve_fixed_point_batch as solve_fixed_point_batch
+from ._fixed_point import fixed_point_from_ode_batch as fixed_point_from_ode_batch
+from ._cache import enable_compile_cache as enable_compile_cache
+from ._cache import disable_compile_cache as disable_compile_cache
+from ._cache import default_cache_dir as default_cache_dir
+from ._cache import cache_info as cache_info
+from ._ode import INTEGRATORS as INTEGRATORS
+from ._ode import ODESolution as ODESolution
+from ._ode import alpha_grid as alpha_grid
+from ._ode import solve_ode as solve_ode
+from ._ode_batch import solve_ode_batch as solve_ode_batch
+from ._vector_field import vector_field as vector_field
 from ._fixed_point import FixedPointResult as FixedPointResult
 from ._fixed_point import fixed_point_from_ode as fixed_point_from_ode
 from ._fixed_point import solve_fixed_point as solve_fixed_point
@@ -48,6 +54,56 @@ from ._simulate import simulate as simulate
 from ._simulate import simulate_seeds as simulate_seeds
 from ._status import Status as Status
 from ._status import describe as describe
+
+__all__ = [
+    "AbstractActivation",
+    "Erf",
+    "FixedPointResult",
+    "INTEGRATORS",
+    "Linear",
+    "ODESolution",
+    "Overlaps",
+    "SGDConfig",
+    "SimulationResult",
+    "Status",
+    "Student",
+    "Teacher",
+    "__version__",
+    "activation_covariance",
+    "alpha_grid",
+    "cache_info",
+    "default_cache_dir",
+    "describe",
+    "design",
+    "disable_compile_cache",
+    "enable_compile_cache",
+    "experiments",
+    "fixed_point_from_ode",
+    "fixed_point_from_ode_batch",
+    "generalisation_error",
+    "get_activation",
+    "i2",
+    "i3",
+    "i4",
+    "init_student",
+    "j2",
+    "load_state",
+    "make_teacher",
+    "normalise_student",
+    "overlaps_from_weights",
+    "pruning",
+    "realdata",
+    "save_state",
+    "simulate",
+    "simulate_seeds",
+    "solve_fixed_point",
+    "solve_fixed_point_batch",
+    "solve_ode",
+    "solve_ode_batch",
+    "test_mse",
+    "validate_overlaps",
+    "vector_field",
+]
 
 try:
     __version__ = importlib.metadata.version("jaxprune")

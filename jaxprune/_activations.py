@@ -2,8 +2,7 @@
 
 Every kernel takes the entries of the covariance of the local fields it names (scalars or arrays that
 broadcast elementwise) and returns the Gaussian average of docs/theory.md section 2. Blocks over many index tuples
-are built in `jaxprune._integrals` by lifting these kernels with `vmap`; the `*_batch` methods contract them
-for many configurations at once with the batch axis last (for `solve_ode_batch`).
+are built in `jaxprune._integrals` by broadcasting these kernels (or lifting them with `vmap`).
 
 Naming of covariance entries: `caa = C[a, a]`, `cab = C[a, b]`, and so on, for fields `a, b, c, d`.
 """
@@ -17,8 +16,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike
 
 __all__ = ["AbstractActivation", "Erf", "Linear", "get_activation"]
 
@@ -38,6 +36,30 @@ def _safe_sqrt_jvp(primals, tangents):
     y = safe_sqrt(x)
     positive = y > 0
     return y, jnp.where(positive, 0.5 * tx / jnp.where(positive, y, 1.0), 0.0)
+
+
+def pow2_scale(d: ArrayLike) -> Array:
+    """The power of two `s = 2^-floor(e/2)` for `d = m 2^e` (`1/2 <= m < 1`), so that `d s^2` lies in `[1/2, 2)`.
+
+    The Gaussian integrals of [`Erf`][] are written on the fields rescaled by `s` (`1 + C_aa -> s_a^2 (1 + C_aa)`,
+    `C_ab -> s_a s_b C_ab`): no product of variances can overflow or underflow (overlaps of `1e300` are fine),
+    and because multiplying by a power of two is exact, the results are bit-for-bit those of the unscaled
+    formulas wherever those do not overflow. `s` is a constant for autodiff (piecewise constant in `d`).
+    """
+    d = jax.lax.stop_gradient(jnp.asarray(d))
+    _, e = jnp.frexp(d)
+    return jnp.ldexp(jnp.ones_like(d), -(e // 2))
+
+
+def det_sqrt(x: ArrayLike) -> Array:
+    """`sqrt` of a determinant of `I + C` (rescaled by `pow2_scale`), floored at the smallest normal float.
+
+    Such determinants are positive for a PSD `C`; the floor only acts where rounding has cancelled them to
+    zero (a unit copying another at overlaps near `1e300`, where `1 + C = C` in floating point), so that the
+    integrals stay finite there instead of `0/0`. Elsewhere it is [`safe_sqrt`][] unchanged.
+    """
+    x = jnp.asarray(x)
+    return safe_sqrt(jnp.maximum(x, jnp.finfo(x.dtype).tiny))
 
 
 # asin(s) = s + s^3 P(s^2) on 0 <= s <= 1/2: P is the degree-12 Chebyshev interpolant (in z = s^2, on
@@ -150,33 +172,6 @@ class AbstractActivation(eqx.Module):
         )
         return jnp.sum(w * dense)
 
-    # ---- batch-minor forms (a trailing batch axis `B` on every covariance entry), for `solve_ode_batch` ----
-
-    def i3_contracted_batch(self, cdiag, C, u, K: int) -> Array:
-        """`sum_c u_c I3(i, b, c)` for student fields `i < K` and all fields `b`, batch axis last.
-
-        **Arguments:** `cdiag = diag(C)` and `u` (shape `F B`), the covariances `C` (shape `F F B`).
-        **Returns:** shape `K F B`. Broadcasts the scalar kernel [`i3`][] over `(i, b, c)` (`K F F B` entries,
-        vectorised over the batch; for erf this measured faster than factorising out `L3(i, c)`).
-        """
-        Ci = C[:K]
-        dense = self.i3(cdiag[:K, None, None], cdiag[None, None, :], Ci[:, :, None], Ci[:, None, :], C[None])
-        return jnp.sum(dense * u[None, None], axis=2)
-
-    def i4_contracted_batch(self, cdiag, C, u, a, b) -> Array:
-        """`sum_cd u_c u_d I4(a[p], b[p], c, d)` over all fields `c, d`, for each pair `p`, batch axis last.
-
-        **Arguments:** `cdiag = diag(C)` and `u` (shape `F B`), `C` (shape `F F B`), static index arrays `a`,
-        `b` (length `P`). **Returns:** shape `P B`. This default broadcasts the scalar kernel [`i4`][].
-        """
-        col, row = (lambda x: x[:, :, None]), (lambda x: x[:, None, :])
-        ca, cb = C[a], C[b]
-        dense = self.i4(
-            cdiag[a][:, None, None], cdiag[b][:, None, None], col(cdiag[None]), row(cdiag[None]),
-            C[a, b][:, None, None], col(ca), row(ca), col(cb), row(cb), C[None],
-        )
-        return jnp.sum(dense * (u[:, None] * u[None, :])[None], axis=(1, 2))
-
 
 class Erf(AbstractActivation):
     """`g(z) = erf(z / sqrt 2)`, `g'(z) = sqrt(2/pi) exp(-z^2/2)` (Saad & Solla 1995; docs/theory.md section 2).
@@ -195,25 +190,42 @@ class Erf(AbstractActivation):
         return math.sqrt(_TWO_OVER_PI) * jnp.exp(-0.5 * z * z)
 
     def i2(self, caa, cbb, cab):
-        """`(2/pi) arcsin(C_ab / sqrt((1+C_aa)(1+C_bb)))`."""
-        return _TWO_OVER_PI * safe_arcsin(cab / safe_sqrt((1.0 + caa) * (1.0 + cbb)))
+        """`(2/pi) arcsin(C_ab / sqrt((1+C_aa)(1+C_bb)))` (fields rescaled by `pow2_scale` first)."""
+        sa, sb = pow2_scale(1.0 + caa), pow2_scale(1.0 + cbb)
+        A, B, cab = (1.0 + caa) * sa * sa, (1.0 + cbb) * sb * sb, cab * sa * sb
+        return _TWO_OVER_PI * safe_arcsin(cab / safe_sqrt(A * B))
 
     def j2(self, caa, cbb, cab):
-        """`(2/pi) / sqrt((1+C_aa)(1+C_bb) - C_ab^2)`."""
-        return _TWO_OVER_PI / safe_sqrt((1.0 + caa) * (1.0 + cbb) - cab * cab)
+        """`(2/pi) / sqrt((1+C_aa)(1+C_bb) - C_ab^2)` (fields rescaled by `pow2_scale` first)."""
+        sa, sb = pow2_scale(1.0 + caa), pow2_scale(1.0 + cbb)
+        A, B, cab = (1.0 + caa) * sa * sa, (1.0 + cbb) * sb * sb, cab * sa * sb
+        return (_TWO_OVER_PI * sa * sb) / det_sqrt(A * B - cab * cab)
 
     def i3(self, caa, ccc, cab, cac, cbc):
-        """`(2/pi) (C_bc (1+C_aa) - C_ab C_ac) / ((1+C_aa) sqrt(L3))`, `L3 = (1+C_aa)(1+C_cc) - C_ac^2`."""
-        l3 = (1.0 + caa) * (1.0 + ccc) - cac * cac
-        return _TWO_OVER_PI * (cbc * (1.0 + caa) - cab * cac) / ((1.0 + caa) * safe_sqrt(l3))
+        """`(2/pi) (C_bc (1+C_aa) - C_ab C_ac) / ((1+C_aa) sqrt(L3))`, `L3 = (1+C_aa)(1+C_cc) - C_ac^2`.
+
+        The fields `a` and `c` are rescaled by `pow2_scale` (the linear field `b` needs none: the products
+        stay below `sqrt(C_bb)` in size).
+        """
+        sa, sc = pow2_scale(1.0 + caa), pow2_scale(1.0 + ccc)
+        A, Cc = (1.0 + caa) * sa * sa, (1.0 + ccc) * sc * sc
+        cab, cac, cbc = cab * sa, cac * sa * sc, cbc * sc
+        l3 = A * Cc - cac * cac
+        return _TWO_OVER_PI * (cbc * A - cab * cac) / (A * det_sqrt(l3)) * sa
 
     def i4(self, caa, cbb, ccc, cdd, cab, cac, cad, cbc, cbd, ccd):
-        """`(4/pi^2) / sqrt(L4) * arcsin(L0 / sqrt(L1 L2))` (docs/theory.md section 2 for L0..L4)."""
-        l4 = (1.0 + caa) * (1.0 + cbb) - cab * cab
-        l0 = l4 * ccd - cbc * cbd * (1.0 + caa) - cac * cad * (1.0 + cbb) + cab * cac * cbd + cab * cad * cbc
-        l1 = l4 * (1.0 + ccc) - cbc * cbc * (1.0 + caa) - cac * cac * (1.0 + cbb) + 2.0 * cab * cac * cbc
-        l2 = l4 * (1.0 + cdd) - cbd * cbd * (1.0 + caa) - cad * cad * (1.0 + cbb) + 2.0 * cab * cad * cbd
-        return _FOUR_OVER_PI2 / safe_sqrt(l4) * safe_arcsin(l0 / safe_sqrt(l1 * l2))
+        """`(4/pi^2) / sqrt(L4) * arcsin(L0 / sqrt(L1 L2))` (docs/theory.md section 2 for L0..L4; fields rescaled
+        by `pow2_scale` first)."""
+        sa, sb, sc, sd = (pow2_scale(1.0 + x) for x in (caa, cbb, ccc, cdd))
+        A, B = (1.0 + caa) * sa * sa, (1.0 + cbb) * sb * sb
+        Cc, Dd = (1.0 + ccc) * sc * sc, (1.0 + cdd) * sd * sd
+        cab, cac, cad = cab * sa * sb, cac * sa * sc, cad * sa * sd
+        cbc, cbd, ccd = cbc * sb * sc, cbd * sb * sd, ccd * sc * sd
+        l4 = A * B - cab * cab
+        l0 = l4 * ccd - cbc * cbd * A - cac * cad * B + cab * cac * cbd + cab * cad * cbc
+        l1 = l4 * Cc - cbc * cbc * A - cac * cac * B + 2.0 * cab * cac * cbc
+        l2 = l4 * Dd - cbd * cbd * A - cad * cad * B + 2.0 * cab * cad * cbd
+        return (_FOUR_OVER_PI2 * sa * sb) / det_sqrt(l4) * safe_arcsin(l0 / det_sqrt(l1 * l2))
 
     def i4_contracted(self, caa, cbb, cab, ca, cb, cdiag, C, w):
         """`sum_cd w[c, d] I4(a, b, c, d)` for one pair `(a, b)`, factorised (same value as [`i4`][]).
@@ -222,38 +234,21 @@ class Erf(AbstractActivation):
         `q_cd = B x_c x_d + A y_c y_d - C_ab (x_c y_d + y_c x_d)`, docs/theory.md section 2 reads
         `L0(c, d) = L4 C_cd - q_cd`, `L1(c) = L4 (1 + C_cc) - q_cc` (and `L2(d) = L1(d)`), so the `L1` are
         computed once per `c` and the arcsin argument is `L0(c, d) r_c r_d` with `r = 1/sqrt(L1)`.
-        `L1` is the determinant of `I + C` on the fields `(a, b, c)`, at least 1 for a PSD `C`.
+        `L1` is the determinant of `I + C` on the fields `(a, b, c)`, at least 1 for a PSD `C`. Every field is
+        rescaled by `pow2_scale` first (the rescaled `C` does not depend on the pair: computed once).
         """
-        A, B = 1.0 + caa, 1.0 + cbb
+        s = pow2_scale(1.0 + cdiag)
+        sa, sb = pow2_scale(1.0 + caa), pow2_scale(1.0 + cbb)
+        A, B, cab = (1.0 + caa) * sa * sa, (1.0 + cbb) * sb * sb, cab * sa * sb
+        ca, cb = ca * sa * s, cb * sb * s
+        C = C * s[:, None] * s[None, :]
         l4 = A * B - cab * cab
         col, row = (lambda x: x[:, None]), (lambda x: x[None, :])
         q = B * col(ca) * row(ca) + A * col(cb) * row(cb) - cab * (col(ca) * row(cb) + col(cb) * row(ca))
         l0 = l4 * C - q
-        l1 = l4 * (1.0 + cdiag) - (B * ca * ca + A * cb * cb - 2.0 * cab * ca * cb)
-        r = 1.0 / safe_sqrt(l1)
-        return _FOUR_OVER_PI2 / safe_sqrt(l4) * jnp.sum(w * safe_arcsin(l0 * col(r) * row(r)))
-
-    def i4_contracted_batch(self, cdiag, C, u, a, b):
-        """`sum_cd u_c u_d I4(a[p], b[p], c, d)`, batch axis last, on the triangle `c <= d` (same value).
-
-        The factorisation of [`i4_contracted`][] with `p_c = B x_c - C_ab y_c`, `s_c = A y_c - C_ab x_c` gives
-        `L0(c, d) = L4 C_cd - x_d p_c - y_d s_c` and `L1(c) = L4 (1 + C_cc) - x_c p_c - y_c s_c`. `I4` is
-        symmetric in `(c, d)`, so only `c <= d` is evaluated (off-diagonal terms counted twice): with the batch
-        axis minor, the gathers along `c` and `d` move whole batch rows, so halving the arcsins pays (the
-        unbatched kernel stays dense, where per-element gathers cost more than they save).
-        """
-        F = C.shape[0]
-        A, B, cab = 1.0 + cdiag[a], 1.0 + cdiag[b], C[a, b]  # (P, batch); B is 1 + C_bb, as above
-        l4 = A * B - cab * cab
-        x, y = C[a], C[b]  # (P, F, batch)
-        p = B[:, None] * x - cab[:, None] * y
-        s = A[:, None] * y - cab[:, None] * x
-        r = 1.0 / safe_sqrt(l4[:, None] * (1.0 + cdiag[None]) - (x * p + y * s))  # (P, F, batch)
-        c, d = np.triu_indices(F)
-        rl, rp, rs = r * l4[:, None], r * p, r * s
-        arg = r[:, d] * (rl[:, c] * C[c, d][None] - x[:, d] * rp[:, c] - y[:, d] * rs[:, c])  # (P, F(F+1)/2, batch)
-        w = np.where(c == d, 1.0, 2.0)[:, None] * (u[c] * u[d])  # (F(F+1)/2, batch)
-        return _FOUR_OVER_PI2 / safe_sqrt(l4) * jnp.sum(w[None] * safe_arcsin(arg), axis=1)
+        l1 = l4 * ((1.0 + cdiag) * s * s) - (B * ca * ca + A * cb * cb - 2.0 * cab * ca * cb)
+        r = 1.0 / det_sqrt(l1)
+        return (_FOUR_OVER_PI2 * sa * sb) / det_sqrt(l4) * jnp.sum(w * safe_arcsin(l0 * col(r) * row(r)))
 
 
 class Linear(AbstractActivation):

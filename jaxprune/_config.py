@@ -4,24 +4,20 @@
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
 from ._activations import AbstractActivation, Erf, get_activation
+from ._checks import check_choice, is_concrete
 
-__all__ = ["SGDConfig", "MODES"]
+__all__ = ["SGDConfig", "MODES", "CONFIG_RANGES", "check_config_values"]
 
 MODES = ("scm", "two-layer")
-_MODES = MODES
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def _as_float_array(x):
+    """An array of JAX's default float dtype (the solvers cast it to the state's dtype)."""
     return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
@@ -46,19 +42,20 @@ class SGDConfig(eqx.Module):
     activation: AbstractActivation = eqx.field(static=True, default=Erf(), converter=get_activation)
 
     def __check_init__(self):
-        if self.mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
-        _check_config_values(self)
+        check_choice("mode", self.mode, MODES)
+        check_config_values(self)
 
 
-_CONFIG_RANGES = (("eta", 0.0, True), ("eta_v", 0.0, False), ("sigma", 0.0, False), ("weight_decay", 0.0, False))
+#: `(field, lower bound, strict)` of the array fields of [`SGDConfig`][].
+CONFIG_RANGES = (("eta", 0.0, True), ("eta_v", 0.0, False), ("sigma", 0.0, False), ("weight_decay", 0.0, False))
 
 
-def _check_config_values(config: SGDConfig, prefix: str = "") -> None:
-    """`ValueError` naming the field (as `prefix + name`) when a concrete hyperparameter is out of range."""
-    for name, lo, strict in _CONFIG_RANGES:
+def check_config_values(config: SGDConfig, prefix: str = "") -> None:
+    """`ValueError` naming the field (as `prefix + name`) when a concrete hyperparameter is out of range
+    (scalars or batches of them; traced values are not checked)."""
+    for name, lo, strict in CONFIG_RANGES:
         x = getattr(config, name)
-        if _is_concrete(x):
+        if is_concrete(x):
             arr = np.asarray(x)
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{prefix}{name} must be finite, got {arr}")
@@ -68,3 +65,8 @@ def _check_config_values(config: SGDConfig, prefix: str = "") -> None:
                 raise ValueError(f"{prefix}{name} must be >= {lo} (allowed range [{lo}, inf)), got {arr}")
 
 
+# old private names, kept for callers outside the core
+_check_config_values = check_config_values
+_CONFIG_RANGES = CONFIG_RANGES
+_MODES = MODES
+_is_concrete = is_concrete

@@ -48,7 +48,10 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Complex, Float, Int
 
-from ._dynamics import SGDConfig, solve_ode, vector_field
+from ._checks import check_float, check_int
+from ._config import SGDConfig
+from ._ode import THROW_NOTE, cast_problem, solve_ode, working_dtype
+from ._vector_field import vector_field
 from ._error import generalisation_error
 from ._overlaps import Overlaps
 from ._status import Status
@@ -109,7 +112,10 @@ class FixedPointResult(eqx.Module):
 
     **Fields:**
     - `state`: the stationary [`Overlaps`][] (the last iterate when the solve failed).
-    - `eps_g: Float[]`: its noise-free generalisation error (NaN when the state is not finite).
+    - `eps_g: Float[]`: the noise-free generalisation error of the stationary state, only where `state` is one
+      (status `SUCCESS`, `SINGULAR` or `UNSTABLE`); NaN for every failure (`NOT_CONVERGED`, `INVALID`,
+      `DIVERGED`, `MAX_STEPS`), so that no caller can print the error of a last iterate as a fixed point's.
+      (`generalisation_error(result.state)` gives the last iterate's error where wanted.)
     - `status: Int[]`: a [`Status`][] code: `SUCCESS` (every eigenvalue has real part `< -tol`, module
       docstring); `SINGULAR`, the *marginal* case (converged, no real part `> tol` but one within `[-tol, tol]`:
       a zero mode of the Jacobian, i.e. a continuum of fixed points, or a neutral direction); `UNSTABLE` (an
@@ -126,14 +132,14 @@ class FixedPointResult(eqx.Module):
     """
 
     state: Overlaps
-    eps_g: Float[Array, ""]
-    status: Int[Array, ""]
-    residual_norm: Float[Array, ""]
-    eigenvalues: Complex[Array, " P"]
-    slowest_eigenvalue: Complex[Array, ""]
-    stable: Bool[Array, ""]
-    used_fallback: Bool[Array, ""]
-    num_steps: Int[Array, ""]
+    eps_g: Float[Array, "*batch"]
+    status: Int[Array, "*batch"]
+    residual_norm: Float[Array, "*batch"]
+    eigenvalues: Complex[Array, "*batch P"]
+    slowest_eigenvalue: Complex[Array, "*batch"]
+    stable: Bool[Array, "*batch"]
+    used_fallback: Bool[Array, "*batch"]
+    num_steps: Int[Array, "*batch"]
 
 
 def _residual(y, args):
@@ -144,6 +150,14 @@ def _residual(y, args):
     state = unpack_state(y, template, config.mode)
     f = pack_state(vector_field(state, config), config.mode)
     return jnp.where(free, f, -y)
+
+
+def _dtype(state: Overlaps):
+    """The working dtype of a fixed-point solve: the state's floating dtype promoted to at least JAX's default
+    float (float32 inputs with x64 on are solved in float64: optimistix's Levenberg-Marquardt builds its damping
+    terms in the default float, and a root polished to `residual_tol = 1e-9` needs float64 anyway)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.dtype(jnp.promote_types(working_dtype(state), jnp.result_type(float)))
 
 
 def _check_mask(mask, n: int, name: str):
@@ -165,14 +179,11 @@ class _Options(eqx.Module):
 
 
 def _options(max_steps, rtol, atol, residual_tol, eig_tol, eig_rtol) -> _Options:
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if not (rtol > 0 and atol > 0 and residual_tol > 0 and eig_tol >= 0 and eig_rtol >= 0):
-        raise ValueError(
-            "rtol, atol, residual_tol must be > 0 and eig_tol, eig_rtol >= 0, got "
-            f"{rtol}, {atol}, {residual_tol}, {eig_tol}, {eig_rtol}"
-        )
-    return _Options(max_steps, rtol, atol, residual_tol, eig_tol, eig_rtol)
+    return _Options(
+        check_int("max_steps", max_steps, 1), check_float("rtol", rtol, 0.0, lo_open=True),
+        check_float("atol", atol, 0.0, lo_open=True), check_float("residual_tol", residual_tol, 0.0, lo_open=True),
+        check_float("eig_tol", eig_tol, 0.0), check_float("eig_rtol", eig_rtol, 0.0),
+    )
 
 
 def _setup(state0: Overlaps, config: SGDConfig, active, teacher_active):
@@ -253,7 +264,10 @@ def _finish(y, num_steps, newton_ok, state0: Overlaps, config: SGDConfig, args, 
             ),
         ),
     ).astype(jnp.int32)
-    eps = jnp.where(finite, eps, jnp.nan)
+    # eps_g only for a stationary point (converged, finite, physical): never a number a caller could print
+    # beside a failure
+    stationary = (status == Status.SUCCESS) | (status == Status.SINGULAR) | (status == Status.UNSTABLE)
+    eps = jnp.where(stationary, eps, jnp.nan)
     result = FixedPointResult(
         state=state,
         eps_g=eps,
@@ -269,8 +283,7 @@ def _finish(y, num_steps, newton_ok, state0: Overlaps, config: SGDConfig, args, 
         result = eqx.error_if(
             result,
             (status != Status.SUCCESS) & (status != Status.SINGULAR),
-            "fixed-point solve failed (not converged, unstable, unphysical or diverged); "
-            "pass throw=False to receive a status code per configuration instead",
+            "fixed-point solve failed (not converged, unstable, unphysical or diverged); " + THROW_NOTE,
         )
     return result
 
@@ -316,6 +329,7 @@ def solve_fixed_point(
     [`solve_fixed_point_batch`][], which skips the fallback when every Newton solve succeeded.
     """
     o = _options(max_steps, rtol, atol, residual_tol, eig_tol, eig_rtol)
+    state0, config = cast_problem(state0, config, _dtype(state0))
     K, M = state0.K, state0.M
     active = _check_mask(active, K, "active")
     teacher_active = _check_mask(teacher_active, M, "teacher_active")
@@ -355,6 +369,7 @@ def solve_fixed_point_batch(
     rather than computed and discarded. `fallback=False` leaves it out (see [`solve_fixed_point`][]).
     """
     o = _options(max_steps, rtol, atol, residual_tol, eig_tol, eig_rtol)
+    states0, configs = cast_problem(states0, configs, _dtype(states0))
     B, K, M = states0.Q.shape[0], states0.Q.shape[-1], states0.R.shape[-1]
     active = jnp.ones((B, K), bool) if active is None else jnp.asarray(active, bool)
     teacher_active = jnp.ones((B, M), bool) if teacher_active is None else jnp.asarray(teacher_active, bool)
@@ -378,8 +393,7 @@ def solve_fixed_point_batch(
 
 def _warm_up(state0: Overlaps, config: SGDConfig, alpha: float, integrator: str, ode_max_steps: int):
     """The end of an ODE run to `alpha` as the root finder's guess (no gradient), and the run's status."""
-    if not (alpha > 0 and np.isfinite(alpha)):
-        raise ValueError(f"alpha must be positive and finite, got {alpha}")
+    alpha = check_float("alpha", alpha, 0.0, lo_open=True)
     sol = solve_ode(
         jax.lax.stop_gradient(state0), jax.lax.stop_gradient(config), np.asarray([0.0, float(alpha)]),
         integrator=integrator, max_steps=ode_max_steps, throw=False,
@@ -408,17 +422,24 @@ def fixed_point_from_ode(
     The ODE run only provides the initial guess (no gradient flows through it); a diverged or unfinished
     run gives status `DIVERGED` / `MAX_STEPS` whatever the root finder does afterwards.
     """
+    state0, config = cast_problem(state0, config, _dtype(state0))
     guess, ode_status = _warm_up(state0, config, alpha, integrator, ode_max_steps)
     res = solve_fixed_point(guess, config, active=active, teacher_active=teacher_active, throw=False, **fp_options)
-    status = jnp.where(ode_status != Status.SUCCESS, ode_status, res.status).astype(jnp.int32)
-    res = eqx.tree_at(lambda r: r.status, res, status)
+    res = _with_ode_status(res, ode_status)
     if throw:
         res = eqx.error_if(
             res,
-            (status != Status.SUCCESS) & (status != Status.SINGULAR),
-            "fixed point from ODE failed (ODE diverged, or root not converged / unstable); pass throw=False",
+            (res.status != Status.SUCCESS) & (res.status != Status.SINGULAR),
+            "fixed point from ODE failed (ODE diverged, or root not converged / unstable); " + THROW_NOTE,
         )
     return res
+
+
+def _with_ode_status(res: FixedPointResult, ode_status) -> FixedPointResult:
+    """A failed warm-up ODE run overrides the root finder's status, and then `eps_g` is NaN."""
+    failed = ode_status != Status.SUCCESS
+    status = jnp.where(failed, ode_status, res.status).astype(jnp.int32)
+    return eqx.tree_at(lambda r: (r.status, r.eps_g), res, (status, jnp.where(failed, jnp.nan, res.eps_g)))
 
 
 @eqx.filter_jit
@@ -435,12 +456,12 @@ def fixed_point_from_ode_batch(
 ) -> FixedPointResult:
     """[`fixed_point_from_ode`][] over a batch (leading axis `B`, `throw=False`): the warm-up ODE runs are
     vmapped, the root finding uses [`solve_fixed_point_batch`][] (fallback only when some element needs it)."""
+    states0, configs = cast_problem(states0, configs, _dtype(states0))
     B = states0.Q.shape[0]
     configs = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,)) if jnp.ndim(a) == 0 else a, configs)
     guess, ode_status = jax.vmap(lambda s, c: _warm_up(s, c, alpha, integrator, ode_max_steps))(states0, configs)
     res = solve_fixed_point_batch(guess, configs, active=active, teacher_active=teacher_active, **fp_options)
-    status = jnp.where(ode_status != Status.SUCCESS, ode_status, res.status).astype(jnp.int32)
-    return eqx.tree_at(lambda r: r.status, res, status)
+    return _with_ode_status(res, ode_status)
 
 
 def fixed_point_error(

@@ -12,31 +12,31 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._activations import AbstractActivation
+from ._activations import AbstractActivation, get_activation
 
 __all__ = ["i2", "j2", "i3", "i4", "i2_block", "j2_block", "i3_block", "i4_pair_sums", "map_product"]
 
 
-def i2(activation: AbstractActivation, C: Float[Array, "F F"], a, b) -> Float[Array, ""]:
-    """`I2(a,b) = E[g(a) g(b)]`."""
-    return activation.i2(C[a, a], C[b, b], C[a, b])
+def i2(activation: AbstractActivation | str, C: Float[Array, "F F"], a, b) -> Float[Array, ""]:
+    """`I2(a,b) = E[g(a) g(b)]`; `activation` is an [`AbstractActivation`][] or its name."""
+    return get_activation(activation).i2(C[a, a], C[b, b], C[a, b])
 
 
-def j2(activation: AbstractActivation, C: Float[Array, "F F"], a, b) -> Float[Array, ""]:
+def j2(activation: AbstractActivation | str, C: Float[Array, "F F"], a, b) -> Float[Array, ""]:
     """`J2(a,b) = E[g'(a) g'(b)]`."""
-    return activation.j2(C[a, a], C[b, b], C[a, b])
+    return get_activation(activation).j2(C[a, a], C[b, b], C[a, b])
 
 
-def i3(activation: AbstractActivation, C: Float[Array, "F F"], a, b, c) -> Float[Array, ""]:
+def i3(activation: AbstractActivation | str, C: Float[Array, "F F"], a, b, c) -> Float[Array, ""]:
     """`I3(a,b,c) = E[g'(a) b g(c)]`."""
-    return activation.i3(C[a, a], C[c, c], C[a, b], C[a, c], C[b, c])
+    return get_activation(activation).i3(C[a, a], C[c, c], C[a, b], C[a, c], C[b, c])
 
 
-def i4(activation: AbstractActivation, C: Float[Array, "F F"], a, b, c, d) -> Float[Array, ""]:
+def i4(activation: AbstractActivation | str, C: Float[Array, "F F"], a, b, c, d) -> Float[Array, ""]:
     """`I4(a,b,c,d) = E[g'(a) g'(b) g(c) g(d)]`."""
-    return activation.i4(
+    return get_activation(activation).i4(
         C[a, a], C[b, b], C[c, c], C[d, d], C[a, b], C[a, c], C[a, d], C[b, c], C[b, d], C[c, d]
     )
 
@@ -53,21 +53,21 @@ def _entries(C, rows, cols):
 
 
 def i2_block(
-    activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[Array, "P"], cols: Int[Array, "Q"]
+    activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[ArrayLike, " P"], cols: Int[ArrayLike, " Q"]
 ) -> Float[Array, "P Q"]:
     """The block `I2(rows[p], cols[q])`."""
     return activation.i2(*_entries(C, rows, cols))
 
 
 def j2_block(
-    activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[Array, "P"], cols: Int[Array, "Q"]
+    activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[ArrayLike, " P"], cols: Int[ArrayLike, " Q"]
 ) -> Float[Array, "P Q"]:
     """The block `J2(rows[p], cols[q])`."""
     return activation.j2(*_entries(C, rows, cols))
 
 
 def i3_block(
-    activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[Array, "P"]
+    activation: AbstractActivation, C: Float[Array, "F F"], rows: Int[ArrayLike, " P"]
 ) -> Float[Array, "P F F"]:
     """The block `I3(rows[p], b, c)` over all fields `b, c`."""
     d = jnp.diagonal(C)
@@ -80,8 +80,8 @@ def i3_block(
 def i4_pair_sums(
     activation: AbstractActivation,
     C: Float[Array, "F F"],
-    a: Int[Array, "P"],
-    b: Int[Array, "P"],
+    a: Int[ArrayLike, " P"],
+    b: Int[ArrayLike, " P"],
     w: Float[Array, "F F"],
 ) -> Float[Array, "P"]:
     """`sum_cd w[c, d] I4(a[p], b[p], c, d)` over all fields `c, d`, for each pair `p`.

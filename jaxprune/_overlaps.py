@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import json
 import os
 from pathlib import Path
@@ -18,11 +19,23 @@ from jaxtyping import Array, ArrayLike, Float
 from ._checks import check_float, check_int
 from ._io import atomic_write_json
 
-__all__ = ["Overlaps", "normalise_student", "overlaps_from_weights", "validate_overlaps", "load_state", "save_state"]
+__all__ = [
+    "Overlaps", "normalise_student", "overlaps_from_weights", "validate_overlaps", "max_second_layer", "load_state",
+    "save_state",
+]
 
 
 def _shape(x):
     return tuple(getattr(x, "shape", ()))
+
+
+def _as_array(x):
+    """Python lists and tuples (nested numbers) become float arrays; anything else passes through unchanged
+    (arrays, tracers, and the non-array leaves of an axis spec such as `vmap`'s `in_axes`)."""
+    if isinstance(x, (list, tuple)):
+        a = np.asarray(x)
+        return jnp.asarray(a, dtype=a.dtype if np.issubdtype(a.dtype, np.floating) else jnp.result_type(float))
+    return x
 
 
 class Overlaps(eqx.Module):
@@ -31,15 +44,15 @@ class Overlaps(eqx.Module):
     **Fields:** `Q: Float[K, K]`, `R: Float[K, M]`, `T: Float[M, M]`, `v: Float[K]` (student second layer),
     `v_star: Float[M]` (teacher second layer).
 
-    Shapes are checked on construction (a `ValueError` naming the field); values (symmetry, positive
-    semi-definiteness, finiteness) by [`validate_overlaps`][] outside `jit`.
+    Python lists become arrays. Shapes are checked on construction (a `ValueError` naming the field); values
+    (symmetry, positive semi-definiteness, finiteness) by [`validate_overlaps`][] outside `jit`.
     """
 
-    Q: Float[Array, "K K"]
-    R: Float[Array, "K M"]
-    T: Float[Array, "M M"]
-    v: Float[Array, " K"]
-    v_star: Float[Array, " M"]
+    Q: Float[Array, "K K"] = eqx.field(converter=_as_array)
+    R: Float[Array, "K M"] = eqx.field(converter=_as_array)
+    T: Float[Array, "M M"] = eqx.field(converter=_as_array)
+    v: Float[Array, " K"] = eqx.field(converter=_as_array)
+    v_star: Float[Array, " M"] = eqx.field(converter=_as_array)
 
     def __check_init__(self):
         if not all(hasattr(x, "shape") for x in (self.Q, self.R, self.T, self.v, self.v_star)):
@@ -60,7 +73,8 @@ class Overlaps(eqx.Module):
 
     @classmethod
     def reference(
-        cls, K: int, M: int, *, v_star: ArrayLike = 1.0, v: ArrayLike = 1.0, q_scale: float = 1.0,
+        cls, K: int, M: int, *, v_star: float | Sequence[float] | ArrayLike = 1.0,
+        v: float | Sequence[float] | ArrayLike = 1.0, q_scale: float = 1.0,
         dtype=None,
     ) -> "Overlaps":
         """The reference initial state of the C++ tool and of this project's ODE runs (docs/theory.md, section 4):
@@ -99,13 +113,13 @@ class Overlaps(eqx.Module):
         """Number of teacher units."""
         return self.v_star.shape[-1]
 
-    def covariance(self) -> Float[Array, "K+M K+M"]:
+    def covariance(self) -> Float[Array, "F F"]:
         """The joint covariance of the local fields `Omega = [[Q, R], [R^T, T]]` (students first)."""
         top = jnp.concatenate([self.Q, self.R], axis=-1)
         bottom = jnp.concatenate([jnp.swapaxes(self.R, -1, -2), self.T], axis=-1)
         return jnp.concatenate([top, bottom], axis=-2)
 
-    def output_weights(self) -> Float[Array, " K+M"]:
+    def output_weights(self) -> Float[Array, " F"]:
         """`u = (v, -v*)`, so that the error signal is `phi(x) - y_clean = sum_c u_c g(field_c)`."""
         return jnp.concatenate([self.v, -self.v_star], axis=-1)
 
@@ -144,8 +158,15 @@ def overlaps_from_weights(
     )
 
 
+def max_second_layer(K: int, M: int, dtype=float) -> float:
+    """The largest `|v_i|`, `|v*_n|` that [`validate_overlaps`][] accepts: `sqrt(float max) / (K + M)`, so that
+    `eps_g = 1/2 u^T I2 u <= 1/2 (sum |u|)^2` stays a finite float for erf (`|I2| <= 1`)."""
+    return float(np.sqrt(np.finfo(dtype).max) / (K + M))
+
+
 def validate_overlaps(state: Overlaps, *, name: str = "state", rtol: float = 1e-8) -> Overlaps:
-    """Check values on the host: finite, `Q` and `T` symmetric, `Omega` positive semi-definite.
+    """Check values on the host: finite, `Q` and `T` symmetric, `Omega` positive semi-definite, second layers
+    small enough for a finite error (`max_second_layer`).
 
     Raises `ValueError` naming the offending field and the violated condition. Returns `state` unchanged.
     Not for use under `jit` (the values must be concrete).
@@ -154,6 +175,13 @@ def validate_overlaps(state: Overlaps, *, name: str = "state", rtol: float = 1e-
     for k, a in arrays.items():
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name}.{k} has non-finite entries (NaN or inf)")
+    dtype = np.result_type(*arrays.values(), np.float32)
+    bound = max_second_layer(state.K, state.M, dtype if np.issubdtype(dtype, np.floating) else float)
+    for k in ("v", "v_star"):
+        big = float(np.max(np.abs(arrays[k])))
+        if big > bound:
+            raise ValueError(f"{name}.{k} entries must lie in [-{bound:.3g}, {bound:.3g}] (else eps_g overflows), "
+                             f"got max |{k}| = {big:.3g}")
     for k in ("Q", "T"):
         a = arrays[k]
         scale = max(1.0, float(np.max(np.abs(a))))
@@ -179,20 +207,43 @@ def save_state(path: str | os.PathLike, state: Overlaps, **extra) -> Path:
     return atomic_write_json(path, payload)
 
 
+def _numeric_leaves_only(x, path: Path, key: str) -> None:
+    """`ValueError` naming the file and field unless `x` is a number or a (nested) list of numbers: JSON strings
+    (even "1.0"), booleans and nulls are refused (NumPy would silently convert some of them)."""
+    stack = [x]
+    while stack:
+        y = stack.pop()
+        if isinstance(y, list):
+            stack.extend(y)
+        elif isinstance(y, bool) or not isinstance(y, (int, float)):
+            raise ValueError(f"state file {path}: field {key} must hold numbers (nested lists of numbers), "
+                             f"got {type(y).__name__} {y!r}")
+
+
 def load_state(path: str | os.PathLike, *, validate: bool = True) -> Overlaps:
-    """Read a JSON state file (see [`save_state`][]); missing keys or bad values raise `ValueError`."""
+    """Read a JSON state file (see [`save_state`][]). A file that is not a readable UTF-8 JSON object with the
+    keys `Q`, `R`, `T`, `v`, `v_star` holding numbers (not strings or booleans), or a path that is a folder,
+    gives a one-line `ValueError` naming the file (a missing file: `FileNotFoundError`)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"state file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"state file {path} is a directory, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"state file {path} is not a UTF-8 text file (binary?); expected JSON") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"state file {path} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise ValueError(f"state file {path} cannot be read: {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"state file {path} must hold a JSON object with Q, R, T, v, v_star")
     missing = [k for k in ("Q", "R", "T", "v", "v_star") if k not in data]
     if missing:
         raise ValueError(f"state file {path} lacks the keys {missing}")
+    for k in ("Q", "R", "T", "v", "v_star"):
+        _numeric_leaves_only(data[k], path, k)
     try:
         arrays = {k: jnp.asarray(np.asarray(data[k], dtype=float)) for k in ("Q", "R", "T", "v", "v_star")}
     except (TypeError, ValueError) as e:

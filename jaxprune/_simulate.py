@@ -19,15 +19,17 @@ float64 runs see the same samples. Jittable (static `steps`, `record_every`, `te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, Key, PRNGKeyArray, UInt32
 
 from ._activations import AbstractActivation
+from ._checks import check_choice, check_float, check_int, is_concrete
 from ._config import SGDConfig
 from ._error import generalisation_error
 from ._overlaps import Overlaps, overlaps_from_weights
@@ -145,15 +147,7 @@ def _float_dtype(dtype, default=jnp.float32):
     return dt
 
 
-def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo} (allowed range [{lo}, inf)), got {value}")
-    return int(value)
-
-
-def _as_key(key) -> PRNGKeyArray:
+def _as_key(key) -> Key[Array, "..."] | UInt32[Array, "... _"]:
     key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
@@ -166,7 +160,7 @@ def _second_layer(value, n: int, name: str, dtype) -> Array:
         arr = jnp.full((n,), arr, dtype=dtype)
     if arr.shape != (n,):
         raise ValueError(f"{name} must be a scalar or a vector of length {n}, got shape {arr.shape}")
-    if not isinstance(arr, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(arr))):
+    if is_concrete(arr) and not bool(jnp.all(jnp.isfinite(arr))):
         raise ValueError(f"{name} must be finite, got {np.asarray(arr)}")
     return arr
 
@@ -185,7 +179,7 @@ def make_teacher(
 
     `v_star` is a scalar (all teacher units) or a length-`M` vector. `dtype` defaults to float32.
     """
-    N, M = _check_int("N", N, 1), _check_int("M", M, 1)
+    N, M = check_int("N", N, 1), check_int("M", M, 1)
     dtype = _float_dtype(dtype)
     g = jax.random.normal(_as_key(key), (M, N), dtype=dtype)
     if orthonormal:
@@ -203,7 +197,7 @@ def init_student(
     K: int,
     *,
     scale: float = 1.0,
-    v0: float | str | Float[ArrayLike, " K"] = 1.0,
+    v0: float | str | Sequence[float] | Float[ArrayLike, " K"] = 1.0,
     v0_scale: float = 0.01,
     dtype=None,
 ) -> Student:
@@ -212,17 +206,15 @@ def init_student(
 
     For given weights build `Student(w=w, v=v)` directly.
     """
-    N, K = _check_int("N", N, 1), _check_int("K", K, 1)
+    N, K = check_int("N", N, 1), check_int("K", K, 1)
     dtype = _float_dtype(dtype)
-    if not (math.isfinite(scale) and scale >= 0):
-        raise ValueError(f"scale must be finite and >= 0 (allowed range [0, inf)), got {scale}")
+    scale = check_float("scale", scale, 0.0)
     kw, kv = jax.random.split(_as_key(key))
     w = scale * jax.random.normal(kw, (K, N), dtype=dtype)
     if isinstance(v0, str):
         if v0 != "random":
             raise ValueError(f"v0 must be a number, a length-K vector or 'random', got {v0!r}")
-        if not (math.isfinite(v0_scale) and v0_scale >= 0):
-            raise ValueError(f"v0_scale must be finite and >= 0 (allowed range [0, inf)), got {v0_scale}")
+        v0_scale = check_float("v0_scale", v0_scale, 0.0)
         v = v0_scale * jax.random.normal(kv, (K,), dtype=dtype)
     else:
         v = _second_layer(v0, K, "v0", dtype)
@@ -343,20 +335,19 @@ def _test_mse(act, teacher: Teacher, w, v, key, P: int, sigma, dtype):
 
 def _validate(teacher: Teacher, student: Student, config: SGDConfig, steps, record_every, test_samples, block,
               divergence_threshold, prng, unroll):
-    steps = _check_int("steps", steps, 1)
-    record_every = _check_int("record_every", record_every, 1)
+    steps = check_int("steps", steps, 1)
+    record_every = check_int("record_every", record_every, 1)
     if record_every > steps or steps % record_every:
         raise ValueError(
             f"record_every must divide steps (allowed: a divisor of steps={steps} in [1, {steps}]), "
             f"got {record_every}"
         )
-    _check_int("test_samples", test_samples, 0)
-    _check_int("block", block, 1)
-    _check_int("unroll", unroll, 1)
-    if prng is not None and prng not in PRNG_IMPLS:
-        raise ValueError(f"prng must be None or one of {PRNG_IMPLS}, got {prng!r}")
-    if not (divergence_threshold > 0):
-        raise ValueError(f"divergence_threshold must be > 0, got {divergence_threshold}")
+    check_int("test_samples", test_samples, 0)
+    check_int("block", block, 1)
+    check_int("unroll", unroll, 1)
+    if prng is not None:
+        check_choice("prng", prng, PRNG_IMPLS)
+    check_float("divergence_threshold", divergence_threshold, 0.0, lo_open=True)
     if not isinstance(teacher, Teacher) or not isinstance(student, Student):
         raise ValueError("teacher must be a Teacher and student a Student (see make_teacher, init_student)")
     if teacher.N != student.N:
@@ -364,11 +355,11 @@ def _validate(teacher: Teacher, student: Student, config: SGDConfig, steps, reco
     if not isinstance(config, SGDConfig):
         raise ValueError(f"config must be an SGDConfig, got {type(config).__name__}")
     eta = config.eta
-    if not isinstance(eta, jax.core.Tracer) and not bool(np.all(np.asarray(eta) > 0)):
+    if is_concrete(eta) and not bool(np.all(np.asarray(eta) > 0)):
         raise ValueError(f"config.eta must be > 0 (allowed range (0, inf)), got {np.asarray(eta)}")
     for name, arr in (("student.w", student.w), ("student.v", student.v), ("teacher.w_star", teacher.w_star),
                       ("teacher.v_star", teacher.v_star)):
-        if not isinstance(arr, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(arr))):
+        if is_concrete(arr) and not bool(jnp.all(jnp.isfinite(arr))):
             raise ValueError(f"{name} has non-finite entries (NaN or inf)")
     return steps, record_every
 
@@ -475,7 +466,7 @@ def _simulate(key, teacher, student, config, *, steps, record_every, test_sample
 
 
 def simulate_seeds(
-    keys: PRNGKeyArray,
+    keys: Key[Array, " S"] | UInt32[Array, "S _"],
     teacher: Teacher,
     student: Student,
     config: SGDConfig,

@@ -49,6 +49,8 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxprune as jp
 
+jp.enable_compile_cache()  # keep compiled programs between runs (~/.cache/jaxprune; JAXPRUNE_CACHE_DIR=off disables)
+
 SMALL = os.environ.get("JAXPRUNE_NOTEBOOK_SMALL", "0") not in ("", "0")
 IN_JUPYTER = "ipykernel" in sys.modules
 
@@ -213,7 +215,7 @@ assert float(grad_eta) > 0 and float(grad_sigma) > 0  # more noise or a larger s
 # Everything above is a pure function of arrays, so a sweep over `eta` is one `jax.vmap` (pass `throw=False` so
 # that a diverging configuration returns a status code instead of raising). `run_sweep` does the same from a
 # declarative grid spec, chunked, sharded over devices and resumable on disk (here into a temporary directory);
-# its initial state is the reference condition `Q0 = I`, `R0 = 1e-3 sin(1 + i M + n)`, `T = I`, which we rebuild
+# its initial state is the reference condition `Q0 = I`, `R0 = 1e-3 sin(1 + i M + n)`, `T = I`, which `jp.Overlaps.reference` builds
 # for the vmapped version so that the two can be compared. (The small mode skips the vmapped sweep: each
 # program costs a compilation.)
 
@@ -234,9 +236,7 @@ assert sweep_ok.any() and np.all(sweep_final[sweep_ok] >= 0)
 
 if not SMALL:
     grid = jp.alpha_grid(ALPHA_SWEEP, 60, first=0.1)
-    i, n = np.arange(K)[:, None], np.arange(M)[None, :]
-    ref_state = jp.Overlaps(Q=jnp.eye(K), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n)), T=jnp.eye(M),
-                            v=jnp.ones(K), v_star=jnp.ones(M))
+    ref_state = jp.Overlaps.reference(K, M)
 
     @jax.jit
     def sweep_eta(etas):

@@ -50,7 +50,9 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxprune as jp
-from jaxprune.pruning._compare import best_by_method, format_compare_table
+
+jp.enable_compile_cache()  # keep compiled programs between runs (~/.cache/jaxprune; JAXPRUNE_CACHE_DIR=off disables)
+from jaxprune.pruning import best_by_method, format_compare_table
 
 SMALL = os.environ.get("JAXPRUNE_NOTEBOOK_SMALL", "0") not in ("", "0")
 IN_JUPYTER = "ipykernel" in sys.modules
@@ -178,9 +180,11 @@ for k in budgets:
 
 # %%
 k = budgets[len(budgets) // 2]
-node = jp.pruning.expected_node_error(state, k, method="importance", reweight="optimal", return_errors=True)
+# choices are objects (names such as "importance" / "optimal" work too): keep the k largest |v_i| sqrt(Q_ii)
+node = jp.pruning.expected_node_error(state, k, method=jp.pruning.ImportanceNodes(score="magnitude"),
+                                      reweight=jp.pruning.OptimalReweight(), return_errors=True)
 mask = np.asarray(node.masks[0])
-pruned, status = jp.pruning.prune_nodes(state, jnp.asarray(mask), reweight="optimal")
+pruned, status = jp.pruning.prune_nodes(state, jnp.asarray(mask), reweight=jp.pruning.OptimalReweight())
 w_kept, v_kept = w[mask], pruned.v[mask]
 
 

@@ -51,7 +51,8 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxprune as jp
-from jaxprune.design import _design as design
+
+jp.enable_compile_cache()  # keep compiled programs between runs (~/.cache/jaxprune; JAXPRUNE_CACHE_DIR=off disables)
 
 SMALL = os.environ.get("JAXPRUNE_NOTEBOOK_SMALL", "0") not in ("", "0")
 IN_JUPYTER = "ipykernel" in sys.modules
@@ -116,15 +117,15 @@ assert int(train.status) == jp.Status.SUCCESS and eps_full < 0.1 * float(train.e
 KEEP = 0.5
 STEPS = 60 if SMALL else 400
 t = clock()
-edge = design.design_edge_mask(w, w_star, v, v_star, KEEP, steps=STEPS, restarts=2 if SMALL else 4,
-                               roundings=4 if SMALL else 8, key=key_design)
+edge = jp.design.design_edge_mask(w, w_star, v, v_star, KEEP, steps=STEPS, restarts=2 if SMALL else 4,
+                                  roundings=4 if SMALL else 8, key=key_design)
 print(f"designed in {since(t)}: exact eps_g {float(edge.error):.5g} (relaxed {float(edge.relaxed_error):.5g}), "
       f"{int(edge.mask.sum())} of {K * N} weights kept")
 
 # the reported error is the exact error of the hard-masked, rescaled network
 B = round(KEEP * K * N)
-check = jp.generalisation_error(design.masked_network_overlaps(w, w_star, edge.v, v_star,
-                                                               edge.mask.astype(w.dtype), edge.scale))
+check = jp.generalisation_error(jp.design.masked_network_overlaps(w, w_star, edge.v, v_star,
+                                                                  edge.mask.astype(w.dtype), edge.scale))
 assert int(edge.mask.sum()) == B
 np.testing.assert_allclose(float(check), float(edge.error), rtol=1e-10)
 
@@ -140,7 +141,7 @@ keys = jax.random.split(jax.random.fold_in(key_design, 1), draws)
 
 
 def exact_error(mask):
-    return float(design.masked_network_error(w, w_star, v, v_star, mask, rescale="optimal")[0])
+    return float(jp.design.masked_network_error(w, w_star, v, v_star, mask, rescale="optimal")[0])
 
 
 baselines = {
@@ -171,7 +172,7 @@ assert float(edge.error) >= 0
 # %%
 k = 3
 t = clock()
-node = design.design_node_mask(state, k, steps=STEPS, restarts=4 if SMALL else 16, key=key_design)
+node = jp.design.design_node_mask(state, k, steps=STEPS, restarts=4 if SMALL else 16, key=key_design)
 print(f"designed in {since(t)}: units {np.flatnonzero(np.asarray(node.mask)).tolist()}, exact eps_g "
       f"{float(node.error):.5g}")
 all_masks = jp.pruning.expected_node_error(state, k, method="random", reweight="optimal", return_errors=True)
@@ -231,7 +232,7 @@ def monte_carlo_error(key, w, v, samples, chunk=10_000):
 
 P = 100_000 if SMALL else 200_000
 mag_mask = jp.pruning.magnitude_edge_mask(w, KEEP)
-eps_mag, c_mag, v_mag = design.masked_network_error(w, w_star, v, v_star, mag_mask)
+eps_mag, c_mag, v_mag = jp.design.masked_network_error(w, w_star, v, v_star, mag_mask)
 for name, (mask, c, vv, exact) in {
     "designed": (edge.mask, edge.scale, edge.v, edge.error),
     "magnitude": (mag_mask, c_mag, v_mag, eps_mag),

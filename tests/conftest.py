@@ -1,7 +1,37 @@
-"""Strict test configuration: float64, strict dtype promotion, rank-promotion errors; XLA backend optimisation
+"""Strict test configuration: float64, strict dtype promotion, rank-promotion errors, jaxtyping run-time checks
+of every annotated jaxprune function (beartype); a persistent compilation cache; XLA backend optimisation
 level 0 (see below)."""
 
 import os
+
+# --- jaxtyping run-time checks ----------------------------------------------------------------------------------
+# Every function and equinox Module of the modules listed below has its jaxtyping annotations (shapes named
+# "K K", "K M", ... and dtypes) checked at call time by beartype, so a wrong shape or a wrong annotation fails a
+# test. The list is the core (the theory every layer builds on) and the shared pruning primitives; the upper
+# layers' annotations are documentation that is not yet checked (a run with every module, `install_import_hook(
+# "jaxprune", ...)`, finds argument checks that raise TypeCheckError before the library's own one-line
+# ValueError, and annotations of ArrayLike inputs written as Array). JAXPRUNE_TEST_TYPECHECK=0 turns it off.
+# This must run before jaxprune is imported.
+TYPECHECKED_MODULES = [
+    "jaxprune._activations", "jaxprune._integrals", "jaxprune._overlaps", "jaxprune._error", "jaxprune._config",
+    "jaxprune._vector_field", "jaxprune._ode", "jaxprune._ode_batch", "jaxprune._fixed_point",
+    "jaxprune._simulate", "jaxprune._checks", "jaxprune.pruning._masks", "jaxprune.pruning._linalg",
+]
+if os.environ.get("JAXPRUNE_TEST_TYPECHECK", "1") not in ("", "0"):
+    from jaxtyping import install_import_hook
+
+    install_import_hook(TYPECHECKED_MODULES, "beartype.beartype")
+# --- end jaxtyping ---------------------------------------------------------------------------------------------
+
+# --- compile cache (jaxprune._cache) ------------------------------------------------------------------------
+# The suite's programs are kept in the per-user persistent compilation cache (as the CLI does), so a second run
+# skips most XLA compilation; JAXPRUNE_CACHE_DIR moves it, JAXPRUNE_CACHE_DIR=off disables it. The XLA flags
+# below are part of each entry's key, so level-0 entries never serve a default-level run. Exported to
+# subprocesses (notebooks, reproduce workers, CLI runs). xdist workers share the folder (see tests/test_cache.py).
+from jaxprune._cache import enable_compile_cache  # noqa: E402
+
+enable_compile_cache()
+# --- end compile cache ----------------------------------------------------------------------------------------
 
 # The suite's time is mostly XLA compilation of many small programs. At backend optimisation level 0 XLA CPU
 # compiles about a fifth faster, and its float64 results agree with the default level to rounding (elementwise
@@ -20,6 +50,7 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
 @pytest.fixture
@@ -38,3 +69,14 @@ def random_covariance(rng, n, *, scale=1.0, near_singular=False):
     if near_singular and n >= 2:
         a[1] = a[0] + 1e-6 * rng.normal(size=a.shape[1])
     return a @ a.T
+
+
+@pytest.fixture
+def no_typecheck():
+    """Switch the jaxtyping run-time checks off for one test: for tests of the library's own one-line
+    `ValueError`s, which the checks would otherwise pre-empt with a `TypeCheckError` on a wrong shape."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", False)

@@ -57,3 +57,42 @@ def test_non_psd_state_file_is_rejected(tmp_path, capsys):
     path.write_text(json.dumps(bad))
     assert main(["error", str(path)]) == 2
     assert "positive semi-definite" in capsys.readouterr().err
+
+
+def test_console_entry_point_exit_codes(tmp_path):
+    """`python -m jaxprune` as a process: bad input is exit code 2 with one stderr line; --help states the
+    exit-code convention."""
+    import subprocess
+    import sys
+
+    (tmp_path / "d").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "jaxprune", "error", str(tmp_path / "d")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "is a folder" in proc.stderr
+    from jaxprune.cli._main import build_parser
+
+    assert "Exit codes: 0 success; 1" in " ".join(build_parser().format_help().split())
+
+
+def test_plot_format_follows_the_extension(tmp_path):
+    """`save_plot` writes the format its extension names and refuses an unknown one, listing the allowed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxprune.cli._common import CLIError, save_plot
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    save_plot(fig, tmp_path / "a.svg")
+    save_plot(fig, tmp_path / "a.pdf")
+    save_plot(fig, tmp_path / "a")  # no extension: png
+    assert (tmp_path / "a.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "a.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (tmp_path / "a").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(CLIError, match="png, pdf, svg"):
+        save_plot(fig, tmp_path / "a.xyz")
+    assert not (tmp_path / "a.xyz").exists()
+    plt.close(fig)

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from jaxprune.realdata._data import Dataset, load_cifar10, load_dataset, load_digits, load_mnist, parse_idx
+from jaxprune.realdata import Dataset, load_cifar10, load_dataset, load_digits, load_mnist, parse_idx
 
 
 # ---------------------------------------------------------------------------------------------

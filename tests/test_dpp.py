@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from jaxprune.pruning._dpp import (
+from jaxprune.pruning import (
     KDPPEigen,
     check_kdpp_kernel,
     enumerate_subsets,

@@ -6,19 +6,22 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from jaxprune._dynamics import SGDConfig, alpha_grid, solve_ode, vector_field
-from jaxprune._error import generalisation_error
-from jaxprune._overlaps import Overlaps
-from jaxprune._status import Status
+import jaxprune as jp
+from jaxprune import Overlaps, SGDConfig, Status, alpha_grid, generalisation_error, solve_ode, solve_ode_batch, vector_field
 
 
 def reference_state(K, M, v_star=1.0):
     """The reference C++ tool's initial condition: Q0 = I, T = I, R0[i,n] = 1e-3 sin(1 + i M + n)."""
-    i, n = np.arange(K)[:, None], np.arange(M)[None, :]
-    return Overlaps(
-        Q=jnp.eye(K), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n)), T=jnp.eye(M),
-        v=jnp.ones(K), v_star=jnp.full(M, v_star),
-    )
+    return Overlaps.reference(K, M, v_star=v_star)
+
+
+def test_reference_state_formula():
+    """`Overlaps.reference` against the formula written out here."""
+    s = Overlaps.reference(3, 2, v_star=[1.0, 2.0], q_scale=0.5)
+    R = np.array([[1e-3 * np.sin(1.0 + i * 2 + n) for n in range(2)] for i in range(3)])
+    np.testing.assert_array_equal(np.asarray(s.R), R)
+    np.testing.assert_array_equal(np.asarray(s.Q), 0.5 * np.eye(3))
+    np.testing.assert_array_equal(np.asarray(s.v_star), [1.0, 2.0])
 
 
 # ---- an independent numpy implementation of docs/theory.md section 4, loops over the sums as written ----
@@ -269,7 +272,7 @@ def test_bad_arguments():
         solve_ode(s, SGDConfig(eta=0.1), [0.0, 1.0], integrator="rk99")
     with pytest.raises(ValueError, match="non-decreasing"):
         solve_ode(s, SGDConfig(eta=0.1), [0.0, 2.0, 1.0])
-    with pytest.raises(ValueError, match="dt must be positive"):
+    with pytest.raises(ValueError, match=r"dt must be a finite number in \(0"):
         solve_ode(s, SGDConfig(eta=0.1), [0.0, 1.0], integrator="euler", dt=0.0)
 
 
@@ -285,7 +288,7 @@ def test_alpha_grid():
 def test_repeated_solves_do_not_retrace(integrator, monkeypatch):
     """A second `solve_ode` with a new state and configuration (same shapes) reuses the compiled solver:
     the vector field is traced during the first call only."""
-    import jaxprune._dynamics as dyn
+    import jaxprune._ode as dyn
 
     traces = []
     original = dyn.vector_field
@@ -312,11 +315,9 @@ def _stack(states):
 
 
 def test_batch_vector_field_matches_independent_numpy(rng):
-    """The batch-minor vector field (erf: I4 on the triangle c <= d; linear: the generic broadcast forms)
-    equals the loop-over-the-sums NumPy field member by member, for different states and configurations; and
-    the erf triangle kernel equals the generic dense form of `AbstractActivation`."""
-    from jaxprune._activations import AbstractActivation, Erf
-    from jaxprune._dynamics import _BatchFlat, _pair_indices
+    """The batch layout's field (the single-state field lifted with vmap over a trailing batch axis) equals the
+    loop-over-the-sums NumPy field member by member, for different states and configurations."""
+    from jaxprune._ode_batch import _BatchFlat
 
     states = [random_state(rng, 3, 2) for _ in range(4)]
     etas, sigmas, wds = [0.3, 0.7, 1.1, 0.5], [0.0, 0.2, 0.4, 0.1], [0.0, 0.01, 0.0, 0.05]
@@ -324,8 +325,8 @@ def test_batch_vector_field_matches_independent_numpy(rng):
     flat = _BatchFlat.of(batch)
     field = jax.jit(lambda y, cfg: flat.field(y, cfg))
     for mode, kind in (("two-layer", "erf"), ("scm", "linear")):
-        cfg = SGDConfig(eta=jnp.asarray(etas), sigma=jnp.asarray(sigmas), eta_v=0.4, weight_decay=jnp.asarray(wds),
-                        mode=mode, activation=kind)
+        cfg = SGDConfig(eta=jnp.asarray(etas), sigma=jnp.asarray(sigmas), eta_v=jnp.full(4, 0.4),
+                        weight_decay=jnp.asarray(wds), mode=mode, activation=kind)
         got = np.asarray(field(flat.ravel(batch), cfg))
         for j, s in enumerate(states):
             Q, R, T, v, vs = (np.asarray(x) for x in (s.Q, s.R, s.T, s.v, s.v_star))
@@ -333,19 +334,6 @@ def test_batch_vector_field_matches_independent_numpy(rng):
             dQ, dR = dQ - 2 * etas[j] * wds[j] * Q, dR - etas[j] * wds[j] * R
             want = np.concatenate([dQ.ravel(), dR.ravel(), dv])
             np.testing.assert_allclose(got[:, j], want, rtol=1e-11, atol=1e-13, err_msg=f"{mode} {kind} member {j}")
-    C = jnp.moveaxis(jax.vmap(lambda s: s.covariance())(batch), 0, -1)
-    u = jnp.moveaxis(jax.vmap(lambda s: s.output_weights())(batch), 0, -1)
-    cdiag = jnp.moveaxis(jnp.diagonal(C, axis1=0, axis2=1), -1, 0)
-    a, b, _ = _pair_indices(3)
-    erf = Erf()
-
-    @jax.jit
-    def kernels(C, u, cdiag):
-        dense = AbstractActivation.i4_contracted_batch(erf, cdiag, C, u, a, b)
-        return erf.i4_contracted_batch(cdiag, C, u, a, b), dense
-
-    i4_triangle, i4_dense = kernels(C, u, cdiag)
-    np.testing.assert_allclose(i4_triangle, i4_dense, rtol=1e-12, atol=1e-14)
 
 
 # the two solve tests share one grid and tolerances, so each program (batch, single) compiles once per session
@@ -357,8 +345,6 @@ _BATCH_TOL = dict(rtol=1e-10, atol=1e-12)
 def test_batch_matches_single_solves(integrator):
     """Mixed configurations (eta, sigma) and initial states, K fixed: each member equals its own `solve_ode`
     within the tolerance."""
-    from jaxprune._dynamics import solve_ode_batch
-
     s = reference_state(2, 2)
     # a second initial state, with the same leaf types as the first (a dtype change would compile another solve)
     states = [s, Overlaps(Q=1.3 * s.Q, R=50.0 * s.R, T=s.T, v=0.8 * s.v, v_star=s.v_star), s]
@@ -383,8 +369,6 @@ def test_batch_matches_single_solves(integrator):
 def test_batch_divergence_is_per_member():
     """One member diverges (erf student with a huge learning rate: its norms run past the threshold): it alone
     is DIVERGED, frozen with NaN errors after its divergence, and the others still equal their own solves."""
-    from jaxprune._dynamics import solve_ode_batch
-
     s = reference_state(2, 2)
     etas, sigmas = [0.2, 20.0, 0.6], [0.0, 0.3, 0.1]
     cfg = SGDConfig(eta=jnp.asarray(etas), sigma=jnp.asarray(sigmas))
@@ -411,8 +395,6 @@ def test_batch_divergence_is_per_member():
 @pytest.mark.slow
 def test_batch_under_vmap_keeps_member_status():
     """`jax.vmap` over batches (e.g. over seeds) keeps a status per member of every batch."""
-    from jaxprune._dynamics import solve_ode_batch
-
     s = reference_state(2, 2)
     run = jax.vmap(lambda e: solve_ode_batch(s, SGDConfig(eta=e, sigma=0.1), _BATCH_GRID, divergence_threshold=50.0,
                                              throw=False, **_BATCH_TOL))
@@ -423,7 +405,7 @@ def test_batch_under_vmap_keeps_member_status():
 
 def test_batch_error_norm_is_the_worst_member():
     """The shared step-size control sees the largest per-member RMS error, undiluted by the batch size."""
-    from jaxprune._dynamics import _member_max_rms
+    from jaxprune._ode_batch import _member_max_rms
 
     err = np.zeros((6, 100))  # (D, B): one member with a unit scaled error, 99 exact ones
     err[:, 17] = 1.0
@@ -434,8 +416,6 @@ def test_batch_error_norm_is_the_worst_member():
 
 def test_batch_bad_arguments():
     import equinox as eqx
-
-    from jaxprune._dynamics import solve_ode_batch
 
     s = reference_state(2, 2)
     four = _stack([s] * 4)
@@ -458,3 +438,81 @@ def test_batch_bad_arguments():
         solve_ode_batch(wrong, SGDConfig(eta=0.5), grid)
     with pytest.raises(ValueError, match="integrator must be one of"):
         solve_ode_batch(four, SGDConfig(eta=0.5), grid, integrator="rk99")
+
+
+# ---- issue 17: no silent success, dtypes, tolerances, throw under jit ----
+
+def test_euler_that_takes_no_step_is_refused():
+    """dt = 100 to alpha = 10 rounds to zero Euler steps: a one-line ValueError naming dt, not 'success'."""
+    s = reference_state(2, 2)
+    with pytest.raises(ValueError, match=r"^dt must be in \(0, 20\) so that Euler takes at least one step") as e:
+        solve_ode(s, SGDConfig(eta=0.5), [0.0, 10.0], integrator="euler", dt=100.0)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="dt must be in"):
+        solve_ode_batch(s, SGDConfig(eta=jnp.asarray([0.5, 0.6])), [0.0, 10.0], integrator="euler", dt=100.0)
+    # one step is a step: dt = 15 to alpha 10 rounds to one step (output time 15), and succeeds
+    one = solve_ode(s, SGDConfig(eta=0.5), [0.0, 10.0], integrator="euler", dt=15.0, throw=False)
+    assert int(one.num_steps) == 1 and float(one.alphas[-1]) == 15.0
+
+
+def test_no_success_without_a_step_or_with_a_non_finite_state():
+    """The success guard: SUCCESS with a non-finite output becomes DIVERGED, SUCCESS without a step INVALID."""
+    from jaxprune._ode import guard_success
+
+    ok = jnp.asarray(Status.SUCCESS)
+    assert int(guard_success(ok, jnp.asarray(False), jnp.asarray(True))) == Status.DIVERGED
+    assert int(guard_success(ok, jnp.asarray(True), jnp.asarray(False))) == Status.INVALID
+    assert int(guard_success(ok, jnp.asarray(True), jnp.asarray(True))) == Status.SUCCESS
+    assert int(guard_success(jnp.asarray(Status.MAX_STEPS), jnp.asarray(False), jnp.asarray(False))) == Status.MAX_STEPS
+    # a state whose first record is already non-finite never reports success
+    s = reference_state(2, 2)
+    bad = Overlaps(Q=s.Q.at[0, 0].set(jnp.nan), R=s.R, T=s.T, v=s.v, v_star=s.v_star)
+    for integrator in ("euler", "tsit5"):
+        sol = solve_ode(bad, SGDConfig(eta=0.5), [0.0, 1.0], integrator=integrator, throw=False)
+        assert int(sol.status) != Status.SUCCESS, integrator
+
+
+def test_float32_inputs_with_x64_stay_float32_and_take_few_steps():
+    """x64 on, float32 state: solve_ode works in float32 (dtype in = dtype out), and its default tolerances
+    follow the dtype, so the step count is of the order of the float64 run's (a float64 tolerance in float32
+    took 61x more steps). The result agrees with float64 to float32 accuracy."""
+    s64 = reference_state(2, 2)
+    s32 = jax.tree.map(lambda x: x.astype(jnp.float32), s64)
+    cfg = SGDConfig(eta=0.5, sigma=0.1)
+    grid = [0.0, 5.0, 50.0]
+    a = solve_ode(s64, cfg, grid)
+    b = solve_ode(s32, cfg, grid)
+    assert b.eps_g.dtype == jnp.float32 and b.states.Q.dtype == jnp.float32
+    assert int(b.status) == Status.SUCCESS
+    assert int(b.num_steps) <= 2 * int(a.num_steps)
+    np.testing.assert_allclose(np.asarray(b.eps_g), np.asarray(a.eps_g), rtol=1e-3)
+    e = solve_ode(s32, cfg, grid, integrator="euler", dt=0.05)
+    assert e.eps_g.dtype == jnp.float32 and int(e.status) == Status.SUCCESS
+    # mixed float32 / float64 leaves promote to float64
+    mixed = Overlaps(Q=s32.Q, R=s64.R, T=s32.T, v=s32.v, v_star=s32.v_star)
+    assert solve_ode(mixed, cfg, grid).eps_g.dtype == jnp.float64
+    assert jp.solve_ode_batch(s32, SGDConfig(eta=jnp.asarray([0.5, 0.6])), grid).eps_g.dtype == jnp.float32
+
+
+def test_complex_state_is_a_one_line_error():
+    s = reference_state(2, 2)
+    c = Overlaps(Q=s.Q.astype(jnp.complex128), R=s.R, T=s.T, v=s.v, v_star=s.v_star)
+    with pytest.raises(ValueError, match=r"state0\.Q must hold real floating-point numbers .* got dtype complex128"):
+        solve_ode(c, SGDConfig(eta=0.5), [0.0, 1.0])
+
+
+def test_throw_reason_is_readable_eagerly_under_filter_jit_and_under_jit():
+    """throw=True: eagerly and under equinox.filter_jit an EquinoxRuntimeError carries the reason; under a plain
+    jax.jit JAX wraps it (INTERNAL CpuCallback), and the reason and the advice are still in the message."""
+    import equinox as eqx
+
+    s = reference_state(2, 2)
+    cfg = SGDConfig(eta=8.0, activation="linear")
+    grid = [0.0, 100.0]
+    with pytest.raises(eqx.EquinoxRuntimeError, match="ODE integration failed"):
+        solve_ode(s, cfg, grid)
+    with pytest.raises(eqx.EquinoxRuntimeError, match="ODE integration failed"):
+        eqx.filter_jit(lambda c: solve_ode(s, c, grid).eps_g)(cfg)
+    with pytest.raises(Exception) as e:
+        jax.block_until_ready(jax.jit(lambda c: solve_ode(s, c, grid).eps_g)(cfg))
+    assert "ODE integration failed" in str(e.value) and "filter_jit" in str(e.value)

@@ -9,8 +9,8 @@ from conftest import random_covariance
 from scipy import integrate, optimize
 from scipy.stats import norm
 
-from jaxprune.pruning._dpp import kdpp_marginals
-from jaxprune.pruning._edge import (
+from jaxprune.pruning import kdpp_marginals
+from jaxprune.pruning import (
     apply_edge_mask,
     apply_edge_moments,
     dpp_edge_mask,
@@ -28,9 +28,9 @@ from jaxprune.pruning._edge import (
     random_moments,
     reweight_edges,
 )
-from jaxprune._error import generalisation_error
-from jaxprune._overlaps import Overlaps, overlaps_from_weights
-from jaxprune._status import Status
+from jaxprune import generalisation_error
+from jaxprune import Overlaps, overlaps_from_weights
+from jaxprune import Status
 
 K, M = 3, 2
 

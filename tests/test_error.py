@@ -10,9 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import erf as np_erf
 
-from jaxprune._activations import Erf, Linear
-from jaxprune._error import generalisation_error, test_mse
-from jaxprune._overlaps import Overlaps, load_state, overlaps_from_weights, save_state, validate_overlaps
+from jaxprune import (
+    Erf,
+    Linear,
+    Overlaps,
+    generalisation_error,
+    load_state,
+    overlaps_from_weights,
+    save_state,
+    test_mse,
+    validate_overlaps,
+)
 
 eps_jit = jax.jit(generalisation_error)
 grad_jit = jax.jit(jax.grad(generalisation_error))
@@ -122,7 +130,7 @@ def _state(K=2, M=2):
     return Overlaps(Q=jnp.eye(K), R=jnp.zeros((K, M)), T=jnp.eye(M), v=jnp.ones(K), v_star=jnp.ones(M))
 
 
-def test_shape_errors_name_the_field():
+def test_shape_errors_name_the_field(no_typecheck):
     with pytest.raises(ValueError, match="Q must have shape"):
         Overlaps(Q=jnp.eye(3), R=jnp.zeros((2, 2)), T=jnp.eye(2), v=jnp.ones(2), v_star=jnp.ones(2))
     with pytest.raises(ValueError, match="R must have shape"):
@@ -168,3 +176,49 @@ def test_json_round_trip_and_errors(tmp_path, rng):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_state(tmp_path / "broken.json")
+
+
+# ---- issue 17: extreme overlaps and second layers, activation names ----
+
+def test_error_at_huge_and_tiny_overlaps():
+    """Q = 1e300 I, R = 0, T = I (K = M = 2, v = v* = 1): the students saturate, I2 -> identity on them, so
+    eps_g = 1/2 (2 + 2 * (2/pi) asin(1/2)) = 4/3 (the old form overflowed and gave 1/3). At 1e-300 erf is linear:
+    eps_g = 1/2 (2/pi) (tr Q + tr T) to first order."""
+    big = Overlaps(Q=1e300 * jnp.eye(2), R=jnp.zeros((2, 2)), T=jnp.eye(2), v=jnp.ones(2), v_star=jnp.ones(2))
+    want = 0.5 * (2.0 + 2.0 * (2 / np.pi) * np.arcsin(0.5))
+    # rel 1e-7: the saturated diagonal I2 = (2/pi) asin(C/(1+C)) has its argument at 1 to one ulp, and asin
+    # turns one ulp below 1 into sqrt(2 ulp) ~ 1.5e-8 (the conditioning of asin at 1, any scale)
+    assert float(generalisation_error(big)) == pytest.approx(want, rel=1e-7)
+    assert want == pytest.approx(4 / 3)
+    tiny = Overlaps(Q=1e-300 * jnp.eye(2), R=jnp.zeros((2, 2)), T=1e-300 * jnp.eye(2), v=jnp.ones(2),
+                    v_star=jnp.ones(2))
+    assert float(generalisation_error(tiny)) == pytest.approx(0.5 * (2 / np.pi) * 4e-300, rel=1e-12)
+    g = jax.grad(lambda s: generalisation_error(s))(big)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(g))
+
+
+def test_error_with_huge_second_layers():
+    """v = v* = 1e200 with the student equal to the teacher: eps_g = 0 exactly (the old u u^T form gave
+    inf - inf = NaN); the same second layers with an orthogonal student: 1e400 * ..., beyond float64, so inf
+    (and validate_overlaps refuses such states); 1e150 gives the finite 1e300 * (the O(1) error)."""
+    Q = jnp.eye(2)
+    copy = Overlaps(Q=Q, R=Q, T=Q, v=jnp.full(2, 1e200), v_star=jnp.full(2, 1e200))
+    assert float(generalisation_error(copy)) == 0.0
+    unit = Overlaps(Q=Q, R=jnp.zeros((2, 2)), T=Q, v=jnp.ones(2), v_star=jnp.ones(2))
+    e1 = float(generalisation_error(unit))
+    scaled = Overlaps(Q=Q, R=jnp.zeros((2, 2)), T=Q, v=jnp.full(2, 1e150), v_star=jnp.full(2, 1e150))
+    assert float(generalisation_error(scaled)) == pytest.approx(1e300 * e1, rel=1e-13)
+    huge = Overlaps(Q=Q, R=jnp.zeros((2, 2)), T=Q, v=jnp.full(2, 1e300), v_star=jnp.ones(2))
+    assert float(generalisation_error(huge)) == np.inf
+    with pytest.raises(ValueError, match=r"state\.v entries must lie in \[-.*\] \(else eps_g overflows\), got max \|v\| = 1e\+300"):
+        validate_overlaps(huge)
+
+
+def test_error_accepts_activation_names(rng):
+    w, w_star, v, v_star = random_network(rng, 3, 2, 20)
+    s = overlaps_from_weights(w, w_star, v, v_star)
+    assert float(generalisation_error(s, "linear")) == float(generalisation_error(s, Linear()))
+    assert float(generalisation_error(s, activation="erf")) == float(generalisation_error(s, Erf()))
+    assert float(test_mse(s, 0.5, "linear")) == pytest.approx(2 * float(generalisation_error(s, Linear())) + 0.25)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        generalisation_error(s, "relu")

@@ -9,8 +9,8 @@ import pytest
 from scipy.special import erf as np_erf
 
 from conftest import random_covariance
-from jaxprune._activations import Erf, Linear
-from jaxprune._integrals import i2, i2_block, i3, i4, j2, map_product
+from jaxprune import Erf, Linear, i2, i3, i4, j2
+from jaxprune._integrals import i2_block, map_product
 
 
 def g_erf(z):
@@ -202,3 +202,83 @@ def test_block_integrals_match_scalar_kernels(rng, act, near_singular):
         assert block[i, bb, c] == pytest.approx(float(i3(act, C, i, bb, c)), rel=1e-13, abs=1e-14)
     j2b = np.asarray(j2_block(act, C, np.arange(3), np.arange(2, F)))
     assert j2b[1, 2] == pytest.approx(float(j2(act, C, 1, 4)), rel=1e-14)
+
+
+# ---- issue 17: extreme overlaps, against the scale-invariant limits computed here ----
+
+def _limit_large(C0, kind, idx):
+    """The s -> inf limit of the erf integrals of s C0 (the '1 +' of I + C drops out): I2, I3 -> O(1),
+    s J2 and s I4 -> O(1). Written from docs/theory.md section 2 with I + C replaced by C0."""
+    C = C0
+    if kind == "i2":
+        a, b = idx
+        return 2 / np.pi * np.arcsin(C[a, b] / np.sqrt(C[a, a] * C[b, b]))
+    if kind == "j2":
+        a, b = idx
+        return 2 / np.pi / np.sqrt(C[a, a] * C[b, b] - C[a, b] ** 2)
+    if kind == "i3":
+        a, b, c = idx
+        l3 = C[a, a] * C[c, c] - C[a, c] ** 2
+        return 2 / np.pi * (C[b, c] * C[a, a] - C[a, b] * C[a, c]) / (C[a, a] * np.sqrt(l3))
+    a, b, c, d = idx
+    l4 = C[a, a] * C[b, b] - C[a, b] ** 2
+    l0 = l4 * C[c, d] - C[b, c] * C[b, d] * C[a, a] - C[a, c] * C[a, d] * C[b, b] + C[a, b] * (
+        C[a, c] * C[b, d] + C[a, d] * C[b, c])
+    l1 = l4 * C[c, c] - C[b, c] ** 2 * C[a, a] - C[a, c] ** 2 * C[b, b] + 2 * C[a, b] * C[a, c] * C[b, c]
+    l2 = l4 * C[d, d] - C[b, d] ** 2 * C[a, a] - C[a, d] ** 2 * C[b, b] + 2 * C[a, b] * C[a, d] * C[b, d]
+    return 4 / np.pi**2 / np.sqrt(l4) * np.arcsin(l0 / np.sqrt(l1 * l2))
+
+
+_EXTREME_TUPLES = {"i2": [(0, 1), (2, 3)], "j2": [(0, 1), (1, 3)], "i3": [(0, 1, 2), (3, 2, 1), (1, 1, 0)],
+                   "i4": [(0, 1, 2, 3), (2, 0, 1, 3), (0, 1, 1, 2)]}
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e200, 1e-300])
+def test_erf_integrals_at_extreme_scales_match_scale_invariant_limits(rng, scale):
+    """Overlaps of 1e300 (products of variances would overflow) and 1e-300 (would underflow): every integral
+    equals its scale-invariant limit, computed independently at O(1) scale; gradients stay finite."""
+    F = 4
+    C0 = random_covariance(rng, F)  # non-singular, O(1)
+    C = jnp.asarray(C0 * scale)
+    act = Erf()
+    fns = {"i2": i2, "j2": j2, "i3": i3, "i4": i4}
+    for kind, tuples in _EXTREME_TUPLES.items():
+        for idx in tuples:
+            got = float(fns[kind](act, C, *idx))
+            if scale > 1:  # erf saturates: I2, I3 -> O(1); J2, I4 ~ 1/scale
+                want = _limit_large(C0, kind, idx) / (scale if kind in ("j2", "i4") else 1.0)
+            else:  # erf linearises: g(z) ~ sqrt(2/pi) z, g'(z) ~ sqrt(2/pi)
+                want = {"i2": lambda: 2 / np.pi * C0[idx[0], idx[1]] * scale, "j2": lambda: 2 / np.pi,
+                        "i3": lambda: 2 / np.pi * C0[idx[1], idx[2]] * scale,
+                        "i4": lambda: 4 / np.pi**2 * C0[idx[2], idx[3]] * scale}[kind]()
+            assert np.isfinite(got), (kind, idx)
+            assert got == pytest.approx(want, rel=1e-9), (kind, idx, got, want)
+
+    def total(C):
+        return i2(act, C, 0, 1) + j2(act, C, 1, 3) + i3(act, C, 0, 1, 2) + i4(act, C, 0, 1, 2, 3)
+
+    grad = np.asarray(jax.grad(total)(C))
+    assert np.all(np.isfinite(grad))
+
+
+def test_erf_integrals_mixed_scales_and_copies():
+    """A student of norm 1e300 beside an O(1) teacher, and a student copying a teacher at 1e300: finite values
+    (the old forms overflowed to 0 or NaN here) that match the closed limits."""
+    act = Erf()
+    C = jnp.asarray([[1e300, 0.0], [0.0, 1.0]])
+    assert float(i2(act, C, 0, 0)) == pytest.approx(1.0, rel=1e-12)  # (2/pi) asin(1)
+    assert float(i2(act, C, 1, 1)) == pytest.approx(1 / 3, rel=1e-12)  # (2/pi) asin(1/2)
+    # J2(a, b) = (2/pi) / sqrt((1 + 1e300)(1 + 1)) for uncorrelated fields
+    assert float(j2(act, C, 0, 1)) == pytest.approx(2 / np.pi / np.sqrt(2e300), rel=1e-12)
+    copy = jnp.full((2, 2), 1e300)
+    for val in (i2(act, copy, 0, 1), i3(act, copy, 0, 1, 1), i4(act, copy, 0, 1, 0, 1), j2(act, copy, 0, 1)):
+        assert np.isfinite(float(val))
+    assert float(i2(act, copy, 0, 1)) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_integrals_accept_activation_names(rng):
+    C = jnp.asarray(random_covariance(rng, 4))
+    assert float(i2("erf", C, 0, 1)) == float(i2(Erf(), C, 0, 1))
+    assert float(i4("linear", C, 0, 1, 2, 3)) == float(C[2, 3])
+    with pytest.raises(ValueError, match="activation must be one of"):
+        j2("relu", C, 0, 1)

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxprune.realdata._mlp as mlp_module
-from jaxprune.realdata._data import Dataset, load_digits
-from jaxprune.realdata._mlp import (
+import jaxprune.realdata._checkpoint as checkpoint_module  # only to stub out training in test_train_or_load
+from jaxprune.realdata import Dataset, load_digits
+from jaxprune.realdata import (
     MLP,
     TrainConfig,
     accuracy,
@@ -368,7 +368,7 @@ def test_train_or_load(tmp_path, digits, monkeypatch):
         calls.append(1)
         raise AssertionError("train must not be called when the checkpoint matches")
 
-    monkeypatch.setattr(mlp_module, "train", no_training)
+    monkeypatch.setattr(checkpoint_module, "train", no_training)
     second = train_or_load(path, SIZES, "sigmoid", digits, cfg, progress=False)
     assert second.loaded and not calls
     assert leaves_equal(first.model, second.model)

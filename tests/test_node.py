@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import erf as sp_erf
 
-from jaxprune._activations import Erf, Linear
-from jaxprune._error import generalisation_error as _generalisation_error
-from jaxprune.pruning._node import (
+from jaxprune import Erf, Linear
+from jaxprune import generalisation_error as _generalisation_error
+from jaxprune.pruning import (
     NodePruningResult,
     expected_node_error,
     expected_node_error_closed_form,
@@ -29,8 +29,8 @@ from jaxprune.pruning._node import (
     kernel_matrix,
     prune_nodes,
 )
-from jaxprune._overlaps import Overlaps, overlaps_from_weights
-from jaxprune._status import Status
+from jaxprune import Overlaps, overlaps_from_weights
+from jaxprune import Status
 
 RULES = ("none", "preactivation", "activation", "optimal")
 generalisation_error = eqx.filter_jit(_generalisation_error)  # compiled once per shape (eager is slow)

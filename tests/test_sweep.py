@@ -10,15 +10,15 @@ import textwrap
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune._dynamics import SGDConfig, solve_ode
-from jaxprune._overlaps import Overlaps
-from jaxprune._status import Status
-from jaxprune.experiments._sweep import expand_grid, read_results, run_sweep, validate_spec
+import jaxprune as jp
 from jaxprune.cli import main
+
+SGDConfig, Overlaps, Status, solve_ode = jp.SGDConfig, jp.Overlaps, jp.Status, jp.solve_ode
+expand_grid, read_results = jp.experiments.expand_grid, jp.experiments.read_results
+run_sweep, validate_spec, load_spec = jp.experiments.run_sweep, jp.experiments.validate_spec, jp.experiments.load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 _CLI = [sys.executable, "-c", "import sys; from jaxprune.cli import main; sys.exit(main())"]
@@ -62,10 +62,7 @@ def test_padded_sweep_equals_unpadded_solves(tmp_path):
     for r in rows:
         if r["eta"] != 0.6 or (r["K"], r["M"]) not in ((2, 1), (3, 1)):
             continue
-        K, M = r["K"], r["M"]
-        i, n = np.arange(K)[:, None], np.arange(M)[None, :]
-        s0 = Overlaps(Q=jnp.eye(K), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n)), T=jnp.eye(M), v=jnp.ones(K),
-                      v_star=jnp.ones(M))
+        s0 = Overlaps.reference(r["K"], r["M"])
         sol = solve_ode(s0, SGDConfig(eta=0.6, eta_v=0.6, sigma=0.1, mode="two-layer"), [0.0, 5.0],
                         integrator="euler", dt=0.05)
         np.testing.assert_allclose(r["eps_g"], float(sol.eps_g[-1]), rtol=1e-12)
@@ -92,8 +89,6 @@ def test_sweep_cli_bad_arguments(tmp_path, capsys):
 
 
 def test_spec_toml_and_changed_spec_refused(tmp_path):
-    from jaxprune.experiments._sweep import load_spec
-
     p = tmp_path / "s.toml"
     p.write_text('kind = "ode"\nchunk_size = 2\n[axes]\neta = [0.1, 0.2]\n[fixed]\nalpha = 1.0\nintegrator = "euler"\n')
     spec = load_spec(p)
@@ -107,15 +102,15 @@ def test_spec_toml_and_changed_spec_refused(tmp_path):
 _SHARD_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
-    from jaxprune.experiments._sweep import expand_grid, run_grid, validate_spec
+    import jaxprune as jp
+    ex = jp.experiments
     assert len(jax.devices()) == 8, jax.devices()
-    spec = validate_spec({"kind": "ode", "axes": {"eta": [0.2, 0.4, 0.8], "sigma": [0.0, 0.1, 0.3], "K": [2, 3]},
+    spec = ex.validate_spec({"kind": "ode", "axes": {"eta": [0.2, 0.4, 0.8], "sigma": [0.0, 0.1, 0.3], "K": [2, 3]},
                           "fixed": {"M": 2, "alpha": 3.0, "integrator": "euler", "dt": 0.05}})
-    rows = expand_grid(spec)
-    opts = {k: spec["fixed"][k] for k in ("mode", "activation", "alpha", "integrator", "dt", "max_steps", "N",
-                                          "record_every")}
-    a = run_grid(rows, "ode", opts, shard=True)
-    b = run_grid(rows, "ode", opts, devices=jax.devices()[:1])
+    rows = ex.expand_grid(spec)
+    opts = ex.sweep_options(spec)
+    a = ex.run_grid(rows, "ode", opts, shard=True)
+    b = ex.run_grid(rows, "ode", opts, devices=jax.devices()[:1])
     np.testing.assert_array_equal(a["status"], b["status"])
     for k in a:  # equal up to the last bits (XLA vectorises 3 per device vs 18 on one device differently)
         np.testing.assert_allclose(a[k], b[k], rtol=1e-13, atol=1e-300)
@@ -168,17 +163,14 @@ def test_kill_and_resume(tmp_path):
 @pytest.mark.slow
 def test_fixed_point_sweep_padded_and_cli(tmp_path):
     """A fixed-point sweep over K in {2, 3} (padded) matches direct solves; the fixed-point CLI agrees."""
-    from jaxprune._fixed_point import fixed_point_from_ode
-
+    fixed_point_from_ode = jp.fixed_point_from_ode
     spec = {"kind": "fixed_point", "axes": {"K": [2, 3], "eta": [0.5]}, "fixed": {"M": 2, "sigma": 0.1, "alpha": 1000.0},
             "chunk_size": 2}
     rows = run_sweep(spec, tmp_path / "fp", progress=False)
     r2 = rows[0]
     assert r2["K"] == 2 and r2["status"] == Status.SUCCESS
     np.testing.assert_allclose(r2["eps_g"], 0.0011678, rtol=5e-5)
-    i, n = np.arange(3)[:, None], np.arange(2)[None, :]
-    s3 = Overlaps(Q=jnp.eye(3), R=jnp.asarray(1e-3 * np.sin(1.0 + i * 2 + n)), T=jnp.eye(2), v=jnp.ones(3),
-                  v_star=jnp.ones(2))
+    s3 = Overlaps.reference(3, 2)
     ref = fixed_point_from_ode(s3, SGDConfig(eta=0.5, sigma=0.1), alpha=1000.0, throw=False)
     assert rows[1]["status"] == int(ref.status)
     np.testing.assert_allclose(rows[1]["eps_g"], float(ref.eps_g), rtol=1e-8)
@@ -188,3 +180,24 @@ def test_fixed_point_sweep_padded_and_cli(tmp_path):
     np.testing.assert_allclose(data["eps_g"], 0.0011678, rtol=5e-5)
     assert data["status"] == 0 and data["slowest_eigenvalue"]["real"] < 0
     assert set(data["gradients"]) == {"eta", "eta_v", "sigma", "v_star", "T"}
+
+
+def test_ode_sweep_uses_the_batched_solver_within_tolerance(tmp_path):
+    """ODE chunks go through `jp.solve_ode_batch` (one step size per chunk, set by its worst member): each row's
+    error against a tight-tolerance solve is of the order of the single solver's (tsit5, rtol 1e-8), and a
+    diverging member is flagged and does not disturb the others."""
+    spec = {"kind": "ode", "axes": {"eta": [0.4, 1.2], "init_scale": [1.0, 200.0], "K": [2, 3]},
+            "fixed": {"M": 2, "alpha": 20.0, "sigma": 0.05}, "chunk_size": 8}
+    rows = run_sweep(spec, tmp_path / "batch", progress=False)
+    for r in rows:
+        config = SGDConfig(eta=r["eta"], sigma=0.05)
+        s0 = Overlaps.reference(r["K"], 2, q_scale=r["init_scale"] ** 2)
+        single = solve_ode(s0, config, [0.0, 20.0], throw=False)
+        assert r["status"] == int(single.status)
+        if r["init_scale"] == 200.0:  # Q0 = 4e4 I, above the divergence threshold
+            assert r["status"] == Status.DIVERGED and r["status_words"] != "success"
+            continue
+        assert r["status"] == Status.SUCCESS and r["alpha_end"] == 20.0
+        exact = float(solve_ode(s0, config, [0.0, 20.0], rtol=1e-13, atol=1e-15).eps_g[-1])
+        err_single = abs(float(single.eps_g[-1]) - exact)
+        assert abs(r["eps_g"] - exact) <= 10 * err_single + 1e-9 * exact, (r, exact, err_single)

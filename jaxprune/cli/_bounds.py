@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 
+import jax.numpy as jnp
 import numpy as np
 
+from ..pruning import bounds_table, specialisation
 from ._common import CLIError, add_output_options, parse_floats, positive_float, positive_int, write_json
 
 
@@ -68,10 +70,6 @@ def register(subparsers) -> None:
 
 
 def _spec_from_args(args):
-    import jax.numpy as jnp
-
-    from ..pruning._bounds import specialisation
-
     M = args.M
     vs = np.ones(M) if args.v_star is None else args.v_star
     if vs.size == 1:
@@ -95,7 +93,7 @@ def _f(x, width=10):
 
 
 def format_table(table: dict) -> str:
-    """Plain-text rendering of [`bounds_table`][jaxprune._bounds.bounds_table]."""
+    """Plain-text rendering of [`bounds_table`][jaxprune.pruning.bounds_table]."""
     out = [
         f"specialised state: K={table['K']} M={table['M']} groups={table['group_sizes']} v*={table['v_star']} "
         f"rho={table['rho']:g} alignment={table['alignment']:g} cross={table['cross']:g}",
@@ -144,8 +142,6 @@ def format_table(table: dict) -> str:
 
 
 def run(args) -> int:
-    from ..pruning._bounds import bounds_table
-
     spec = _spec_from_args(args)
     try:
         table = bounds_table(spec, ks=args.k, jitter=args.jitter, kernel=args.kernel, beta=args.beta,

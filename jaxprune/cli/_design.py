@@ -87,7 +87,7 @@ class _Networks:
                 return tuple(jnp.asarray(data[k], dtype=float) for k in ("w", "w_star", "v", "v_star"))
             except (OSError, KeyError, ValueError) as e:
                 raise CLIError(f"--weights {args.weights}: need an npz with w, w_star, v, v_star ({e})") from None
-        from .._simulate import Student, init_student, make_teacher, simulate
+        from jaxprune import Student, init_student, make_teacher, simulate
 
         N = args.N
         kt, ks, kr = jax.random.split(self.key, 3)
@@ -188,6 +188,13 @@ def _clean(rows):
     return out
 
 
+def _budget(name: str):
+    """The CLI's `--budget-method` strings mapped onto the design layer's budget objects (the one place)."""
+    import jaxprune as jp
+
+    return {"projection": jp.design.Projection(), "penalty": jp.design.Penalty(1.0, 1e3)}[name]
+
+
 _KEYS = {
     "network": ["keep", "k", "kind", "method", "error", "half_mse"],
     "population": ["keep", "k", "kind", "method", "error", "sim", "half_mse"],
@@ -198,9 +205,8 @@ _KEYS = {
 def _run_level(level, args, nets, state0, config, key, budgets, progress):
     import jax.numpy as jnp
 
-    from ..design import _design as D
-    from .._dynamics import solve_ode
-    from .._overlaps import overlaps_from_weights
+    import jaxprune as jp
+    from jaxprune import overlaps_from_weights, solve_ode
 
     K = state0.K
     theory_only = args.no_sim or args.init is not None
@@ -208,8 +214,8 @@ def _run_level(level, args, nets, state0, config, key, budgets, progress):
         w, ws, v, vs = nets.at(args.alpha)
         if not args.quiet:
             print(f"network: K={w.shape[0]}, N={w.shape[1]}, M={ws.shape[0]}, trained to alpha={args.alpha}")
-        return D.compare_network(w, ws, v, vs, tuple(budgets), key=key, steps=args.steps or 300,
-                                 learning_rate=args.lr, restarts=args.restarts or 4, budget=args.budget_method,
+        return jp.experiments.compare_network(w, ws, v, vs, tuple(budgets), key=key, steps=args.steps or 300,
+                                 learning_rate=args.lr, restarts=args.restarts or 4, budget=_budget(args.budget_method),
                                  refit=args.refit, activation=config.activation, progress=progress)
     if level == "population":
         if theory_only:
@@ -218,7 +224,7 @@ def _run_level(level, args, nets, state0, config, key, budgets, progress):
         else:
             w, ws, v, vs = nets.at(args.alpha)
             state, weights = overlaps_from_weights(w, ws, v, vs), (w, ws)
-        return D.compare_population(state, tuple(budgets), weights=weights, key=key, steps=args.steps or 200,
+        return jp.experiments.compare_population(state, tuple(budgets), weights=weights, key=key, steps=args.steps or 200,
                                     learning_rate=args.lr, activation=config.activation, progress=progress)
     ks = sorted({int(round(b * K)) for b in budgets})
     if any(k < 1 or k > K for k in ks):
@@ -227,12 +233,12 @@ def _run_level(level, args, nets, state0, config, key, budgets, progress):
     if theory_only:
         state = solve_ode(state0, config, np.array([0.0, args.alpha_p]), rtol=1e-6, atol=1e-9).final
     else:
-        from .._simulate import Student, Teacher
+        from jaxprune import Student, Teacher
 
         w, ws, v, vs = nets.at(args.alpha_p)
         state = overlaps_from_weights(w, ws, v, vs)
         network = (Teacher(w_star=ws, v_star=vs), Student(w=w, v=jnp.asarray(v)))
-    return D.compare_training(state, config, tuple(ks), args.duration, steps=args.steps or 40,
+    return jp.experiments.compare_training(state, config, tuple(ks), args.duration, steps=args.steps or 40,
                               learning_rate=args.lr, restarts=args.restarts or 2, key=key, network=network,
                               progress=progress)
 
@@ -242,7 +248,7 @@ def run(args) -> int:
 
     import jax
 
-    from ..design import _design as D
+    from jaxprune.experiments import design_verdict, format_verdict
 
     state0, config = problem_from_args(args)
     budgets = [float(b) for b in np.atleast_1d(args.budget)]
@@ -271,13 +277,13 @@ def run(args) -> int:
         finally:
             bar.close()
         seconds = time.perf_counter() - t0
-        verdict = D.design_verdict(rows)
+        verdict = design_verdict(rows)
         bname = "k" if level == "training" else "keep"
         if not args.quiet:
             print(f"\n== level {level} ({seconds:.0f} s) ==")
             _print_table(rows, _KEYS[level], args.quiet)
             for v in verdict:
-                print("verdict: " + D.format_verdict(v, bname))
+                print("verdict: " + format_verdict(v, bname))
         tables[level] = rows
         payload["tables"][level] = {"rows": _clean(rows), "verdict": verdict, "seconds": seconds}
         if len(levels) == 1:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
+import jax
 import numpy as np
 
-from ._common import CLIError, add_output_options, add_problem_options, positive_float, positive_int, problem_from_args, write_json
+from .. import SGDConfig, Status, describe, fixed_point_from_ode, solve_fixed_point
+from ._common import (
+    CommandFailed,
+    add_output_options,
+    add_problem_options,
+    positive_float,
+    positive_int,
+    problem_from_args,
+    write_json,
+)
 
 
 def register(subparsers) -> None:
@@ -27,26 +39,29 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import jax
-    import jax.numpy as jnp
-
-    from .._dynamics import SGDConfig
-    from .._fixed_point import fixed_point_from_ode, solve_fixed_point
-    from .._status import Status, describe
-
+    """Exit 0 for a converged fixed point (SUCCESS, or SINGULAR: marginal); otherwise the status is printed
+    first, no eps_g* is printed as if valid (the last iterate's value is labelled as such), the JSON is still
+    written (with `"ok": false`, `"eps_g": null`), and the command exits 1 with one line on stderr."""
     state0, config = problem_from_args(args)
 
-    def solve(s, c):
-        if args.no_warmup:
-            return solve_fixed_point(s, c, max_steps=args.max_steps, throw=False)
-        return fixed_point_from_ode(s, c, alpha=args.alpha, max_steps=args.max_steps, throw=False)
-
-    res = jax.jit(solve)(state0, config)
+    # both solvers are jitted (options static, state and config traced): a rerun with other numbers reuses them
+    if args.no_warmup:
+        res = solve_fixed_point(state0, config, max_steps=args.max_steps, throw=False)
+    else:
+        res = fixed_point_from_ode(state0, config, alpha=args.alpha, max_steps=args.max_steps, throw=False)
     status = int(res.status)
     lam = complex(res.slowest_eigenvalue)
     eps = float(res.eps_g)
+    finite = math.isfinite(eps) and all(np.all(np.isfinite(np.asarray(getattr(res.state, k))))
+                                        for k in ("Q", "R", "v"))
+    converged = status in (Status.SUCCESS, Status.SINGULAR) and finite
+    has_value = converged or (status == Status.UNSTABLE and finite)  # a saddle is a genuine stationary point
+    failure = None if converged else (describe(status) if finite or status != Status.SUCCESS
+                                      else "non-finite state or eps_g")
     payload = {
-        "eps_g": eps, "status": status, "status_words": describe(status),
+        "ok": converged,
+        "eps_g": eps if has_value else None, "eps_g_last_iterate": eps,
+        "status": status, "status_words": describe(status) if failure is None else f"failed: {failure}",
         "residual_norm": float(res.residual_norm),
         "eigenvalues": {"real": np.real(res.eigenvalues), "imag": np.imag(res.eigenvalues)},
         "slowest_eigenvalue": {"real": lam.real, "imag": lam.imag}, "stable": bool(res.stable),
@@ -56,8 +71,12 @@ def run(args) -> int:
                    "weight_decay": float(config.weight_decay), "mode": config.mode},
         "alpha": None if args.no_warmup else args.alpha,
     }
-    print(f"eps_g* = {eps:.10g}  (noise-free generalisation error; test MSE = 2 eps_g + sigma^2)")
-    print(f"status: {describe(status)}")
+    print(f"status: {describe(status) if failure is None else 'FAILED: ' + failure}")
+    if has_value:
+        print(f"eps_g* = {eps:.10g}  (noise-free generalisation error; test MSE = 2 eps_g + sigma^2)")
+    else:
+        print(f"eps_g* = not available: no fixed point was found (the last iterate's eps_g = {eps:.6g} is not a "
+              f"fixed-point value)")
     if status == Status.SINGULAR:
         print("  (marginal: a Jacobian eigenvalue has real part within the tolerance band around 0: a continuum "
               "of fixed points or a neutral direction; linear stability is undecided)")
@@ -65,9 +84,10 @@ def run(args) -> int:
         n_up = int(np.sum(np.real(np.asarray(res.eigenvalues)) > 0))
         print(f"  (a saddle: {n_up} eigenvalue(s) with positive real part; e.g. duplicated units split apart)")
     print(f"slowest eigenvalue: {lam.real:.6g}{lam.imag:+.6g}j   residual: {float(res.residual_norm):.3g}")
-    if args.grad:
-        if status not in (Status.SUCCESS, Status.SINGULAR):
-            raise CLIError(f"--grad needs a converged fixed point, got status '{describe(status)}'")
+    if args.grad and not converged:
+        print("gradients: not computed (they need a converged fixed point)")
+        payload["gradients"] = None
+    elif args.grad:
         start = res.state  # already at the fixed point: Newton converges at once; gradients are implicit
 
         def eps_of(params):
@@ -86,4 +106,6 @@ def run(args) -> int:
             print(f"d eps_g*/d {k} = {np.array2string(grads[k], precision=6)}")
         payload["gradients"] = grads
     write_json(args.json, payload)
-    return 0 if status in (Status.SUCCESS, Status.SINGULAR) else 1
+    if failure is not None:
+        raise CommandFailed(f"fixed point: {failure} (residual {float(res.residual_norm):.3g})")
+    return 0

@@ -2,24 +2,57 @@
 
 from __future__ import annotations
 
+import sys
+
+import jax
 import numpy as np
 
-from ._common import CLIError, add_output_options, nonnegative_float, positive_float, positive_int, save_plot, write_json
+from .._overlaps import load_state
+from .._status import describe
+from ..experiments import _paper
+from ..pruning import (
+    EDGE_METHODS,
+    EDGE_RESCALES,
+    METHODS,
+    NODE_REWEIGHTS,
+    best_by_method,
+    compare_methods,
+    format_compare_table,
+    prune_expected,
+    pruning_option,
+)
+from ._common import (
+    CLIError,
+    add_output_options,
+    nonnegative_float,
+    parse_floats,
+    positive_float,
+    positive_int,
+    save_plot,
+    write_json,
+)
 
 
 def register(sub) -> None:
-    from ..pruning._compare import EDGE_RESCALES, METHODS, NODE_REWEIGHTS
-
     p = sub.add_parser("prune", help="expected error after pruning a state by one method",
                        description="Expected noise-free generalisation error after pruning the student of a "
                                    "state file (node methods: exact enumeration or Monte Carlo over subsets; "
                                    "edge methods: the Gaussian-equivalent large-N map).")
     p.add_argument("state", help="state JSON file {Q, R, T, v, v_star}")
     p.add_argument("--method", choices=METHODS, required=True)
-    p.add_argument("--keep", type=positive_float, required=True,
-                   help="kept units k (an integer >= 1) or a keep fraction in (0, 1]")
-    p.add_argument("--reweight", choices=NODE_REWEIGHTS, default="none", help="node reweighting rule")
-    p.add_argument("--rescale", choices=EDGE_RESCALES, default="none", help="edge rescaling")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--k", type=positive_int, default=None,
+                        help="kept units k (edge methods: the matched keep fraction p = k/K)")
+    budget.add_argument("--p", type=positive_float, default=None,
+                        help="keep fraction in (0, 1] (node methods: p K must be an integer)")
+    budget.add_argument("--keep", type=positive_float, default=None,
+                        help="older form: kept units k (an integer >= 1) or a keep fraction in (0, 1]")
+    p.add_argument("--reweight", choices=NODE_REWEIGHTS, default=None,
+                   help="node reweighting rule (node methods only; default none)")
+    p.add_argument("--rescale", choices=EDGE_RESCALES, default=None,
+                   help="edge rescaling (edge methods only; default none)")
+    p.add_argument("--importance-score", choices=("magnitude", "v"), default="magnitude",
+                   help="importance-node score: magnitude = |v_i| sqrt(Q_ii) (default), v = the seed paper's v_i")
     p.add_argument("--kernel", choices=("Q", "A", "rbf"), default="Q", help="DPP kernel (node)")
     p.add_argument("--beta", type=positive_float, default=1.0, help="RBF inverse width")
     p.add_argument("--jitter", type=nonnegative_float, default=0.0, help="added to the DPP kernel's diagonal")
@@ -44,28 +77,40 @@ def register(sub) -> None:
 
 
 def _load(path):
-    from .._overlaps import load_state
-
     try:
         return load_state(path)
     except (FileNotFoundError, ValueError) as e:
         raise CLIError(str(e)) from None
 
 
-def run_prune(args) -> int:
-    import jax
-
-    from ..pruning._compare import prune_expected
-
-    state = _load(args.state)
+def method_option(args):
+    """The one place where the CLI's method strings become pruning objects (`jp.pruning.pruning_option`):
+    `(method, reweight, rescale)`; refuses an option that the method does not take (one line, exit code 2)."""
+    edge = args.method in EDGE_METHODS
+    if edge and args.reweight is not None:
+        raise CLIError(f"--reweight applies to node methods only; {args.method} takes --rescale "
+                       f"(got --reweight {args.reweight})")
+    if not edge and args.rescale is not None:
+        raise CLIError(f"--rescale applies to edge methods only; {args.method} takes --reweight "
+                       f"(got --rescale {args.rescale})")
     try:
-        row = prune_expected(state, args.method, args.keep, reweight=args.reweight, rescale=args.rescale,
-                             kernel=args.kernel, beta=args.beta, jitter=args.jitter, samples=args.samples,
-                             key=jax.random.key(args.seed), N=args.N)
+        if edge:
+            return pruning_option("edge", args.method), "none", pruning_option("rescale", args.rescale or "none")
+        method = pruning_option("selector", args.method, kernel=args.kernel, beta=args.beta, jitter=args.jitter,
+                                score=args.importance_score)
+        return method, pruning_option("reweight", args.reweight or "none"), "none"
     except ValueError as e:
         raise CLIError(str(e)) from None
-    from .._status import describe
 
+
+def run_prune(args) -> int:
+    state = _load(args.state)
+    method, reweight, rescale = method_option(args)
+    try:
+        row = prune_expected(state, method, args.keep, k=args.k, p=args.p, reweight=reweight, rescale=rescale,
+                             samples=args.samples, key=jax.random.key(args.seed), N=args.N)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     se = f" ± {row['stderr']:.2g} (standard error, Monte Carlo)" if not row["exact"] else " (exact)"
     print(f"{row['method']} ({row['option']}), keep {'k=%d units' % row['k'] if row['k'] else 'p=%.4g' % row['p']}: "
           f"expected eps_g = {row['mean']:.8g}{se}")
@@ -76,8 +121,6 @@ def run_prune(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..pruning._compare import best_by_method, compare_methods, format_compare_table
-
     state = _load(args.state)
     if state.K < 2:
         raise CLIError("compare needs K >= 2 student units")
@@ -230,10 +273,6 @@ def _gap_figure(result, path) -> None:
 
 
 def _run_gap_vs_N(args, sigmas) -> int:
-    import sys
-
-    from ..experiments._paper import PaperSetting, gap_vs_N
-
     try:
         Ns = sorted({int(t) for t in args.N_list.split(",") if t.strip()})
     except ValueError:
@@ -249,12 +288,14 @@ def _run_gap_vs_N(args, sigmas) -> int:
     tmm = 0 if args.test_mse_masks is None else args.test_mse_masks
     if tmm < 0:
         raise CLIError("--test-mse-masks must be >= 0")
-    base = PaperSetting(N=Ns[0], M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=int(alpha * Ns[0]))
+    base = _paper.PaperSetting(N=Ns[0], M=args.M, K=args.K, v_star=args.v_star, eta=args.eta,
+                               steps=int(alpha * Ns[0]))
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     command = _gap_command(args, Ns, alpha, seeds, masks, tmm)
     if log:
         log(f"gap vs N: {command}")
-    result = gap_vs_N(base, Ns, alpha=alpha, sigmas=sigmas, seeds=seeds, masks=masks, test_mse_masks=tmm, log=log)
+    result = _paper.gap_vs_N(base, Ns, alpha=alpha, sigmas=sigmas, seeds=seeds, masks=masks, test_mse_masks=tmm,
+                             log=log)
     print(f"predicted vs measured pruned error at N = {Ns}, alpha = steps/N = {alpha:g}, sigmas {sigmas}, "
           f"seeds={seeds}, masks={masks}")
     print("relative gap = mean over students of |measured - predicted| / measured (measured: mean over that "
@@ -264,9 +305,7 @@ def _run_gap_vs_N(args, sigmas) -> int:
     print(_gap_summary_markdown(result))
     payload = {"command": command, "gap_vs_N": result}
     if not args.no_map:
-        from ..experiments._paper import theory_winner_map
-
-        wm = theory_winner_map(M=args.M, v_star=args.v_star, eta=args.eta)
+        wm = _paper.theory_winner_map(M=args.M, v_star=args.v_star, eta=args.eta)
         payload["winner_map"] = [dict(r, label=list(r["label"])) for r in wm]
     write_json(args.json, payload)
     if args.plot is not None:
@@ -276,9 +315,6 @@ def _run_gap_vs_N(args, sigmas) -> int:
 
 
 def run_paper(args) -> int:
-    from ..experiments._paper import PaperSetting, claims_from_rows, simulation_check, theory_winner_map
-    from ._common import parse_floats
-
     try:
         sigmas = [float(s) for s in parse_floats(args.sigmas)]
     except Exception as e:
@@ -292,12 +328,13 @@ def run_paper(args) -> int:
     if args.plot is not None:
         raise CLIError("--plot draws the gap-vs-N figure: it needs --N-list")
     if args.quick:
-        setting = PaperSetting(N=100, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=40_000)
+        setting = _paper.PaperSetting(N=100, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=40_000)
         seeds, masks = 1, 5
     else:
-        setting = PaperSetting(N=args.N, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=args.steps)
+        setting = _paper.PaperSetting(N=args.N, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta,
+                                      steps=args.steps)
         seeds, masks = args.seeds, args.masks
-    out = simulation_check(setting, sigmas=sigmas, seeds=seeds, masks=masks,
+    out = _paper.simulation_check(setting, sigmas=sigmas, seeds=seeds, masks=masks,
                            test_samples=5000 if args.quick else 20_000,
                            test_mse_masks=3 if args.test_mse_masks is None else max(args.test_mse_masks, 0))
     rows = out["rows"]
@@ -312,12 +349,12 @@ def run_paper(args) -> int:
               f"{r['test_mse_from_overlaps']:.4g} |")
     result = {"simulation": out, "claims": {}}
     for value in ("predicted", "measured"):
-        claims = claims_from_rows(rows, value)
+        claims = _paper.claims_from_rows(rows, value)
         result["claims"][value] = claims
         print(f"\nclaims decided from the {value} errors:")
         print(_claims_markdown(claims))
     if not args.no_map:
-        wm = theory_winner_map(ratios=(2,) if args.quick else (2, 3), sigmas=(0.0, 0.5) if args.quick else (0.0, 0.25, 0.5),
+        wm = _paper.theory_winner_map(ratios=(2,) if args.quick else (2, 3), sigmas=(0.0, 0.5) if args.quick else (0.0, 0.25, 0.5),
                                M=args.M, v_star=args.v_star, eta=args.eta, alpha=200.0 if args.quick else 1000.0)
         result["winner_map"] = [dict(r, label=list(r["label"])) for r in wm]
         print("\nwinner map (theory, ODE-trained students; best option per method): K/M, sigma, k -> winner")

@@ -1,5 +1,7 @@
 """`jaxprune realdata --out DIR`: train MLPs on a real dataset, prune the first hidden layer with every node
-and edge method at every budget, and test the seed paper's real-data claims (see `jaxprune._realdata`).
+and edge method at every budget, and decide the seed paper's real-data claim C8 (random edge + least-squares
+reweighting against DPP node + fusing, both reweighted, at equal first-layer parameters) beside our comparisons
+(see `jaxprune.realdata` for the methods and `jaxprune.experiments.run_realdata` for the run).
 
 Writes DIR/results.json (every number), DIR/table.md and DIR/test_error_vs_params.png; per (seed, method)
 results under DIR/seed<s>/ are reused by a rerun with the same settings. MNIST and CIFAR-10 are read from
@@ -39,7 +41,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers) -> None:
-    from ..realdata._data import DATASET_NAMES
+    from ..realdata import DATASET_NAMES
 
     p = subparsers.add_parser(
         "realdata",
@@ -76,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..experiments._realdata import run_realdata
+    from ..experiments import run_realdata, verdict_lines
 
     if args.budgets is not None:
         bad = [b for b in args.budgets if not (math.isfinite(b) and 0 < b <= 1)]
@@ -106,14 +108,13 @@ def run(args) -> int:
             plot=not args.no_plot,
             log=log,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
         raise CLIError(str(e)) from None
     if not args.quiet:
         print(result.table)
     else:
-        for name, v in result.verdicts.items():
-            if isinstance(v, dict) and "holds" in v:
-                print(f"{name}: {'HOLDS' if v['holds'] else 'does not hold'}")
+        for line in verdict_lines(result.verdicts):
+            print(line.split(". ", 1)[0].removeprefix("- "))
     print(f"{result.computed} (seed, method) results computed, {result.reused} reused, "
           f"{result.seconds:.1f} s; wrote {', '.join(result.paths.values())}")
     return 0

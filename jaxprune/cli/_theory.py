@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from .. import (
+    Status,
+    alpha_grid,
+    describe,
+    generalisation_error,
+    get_activation,
+    init_student,
+    make_teacher,
+    overlaps_from_weights,
+    simulate,
+    solve_ode,
+    test_mse,
+)
 from ._common import (
     CLIError,
+    CommandFailed,
     Progress,
     add_output_options,
     add_problem_options,
     nonnegative_float,
+    nonnegative_int,
     positive_float,
     positive_int,
+    load_state_file,
     problem_from_args,
     save_plot,
     write_json,
@@ -57,7 +77,8 @@ def register(sub) -> None:
     g.add_argument("--steps", type=positive_int, default=None, help="SGD steps (default alpha * N)")
     g.add_argument("--alpha", type=positive_float, default=20.0, help="final time if --steps is not given")
     g.add_argument("--records", type=positive_int, default=50, help="recording points (default 50)")
-    g.add_argument("--test-samples", type=int, default=0, help="held-out samples for the test MSE")
+    g.add_argument("--test-samples", type=nonnegative_int, default=0,
+                   help="held-out samples for the empirical noisy test MSE (default 0: none)")
     g.add_argument("--float64", action="store_true", help="simulate in float64 (default float32)")
     g.add_argument("--no-ode", action="store_true", help="skip the ODE comparison")
     add_output_options(p)
@@ -69,22 +90,28 @@ def _state_dict(state) -> dict:
 
 
 def run_error(args) -> int:
-    from .._activations import get_activation
-    from .._error import generalisation_error, test_mse
-    from .._overlaps import load_state
-
-    try:
-        state = load_state(args.state)
-    except (FileNotFoundError, ValueError) as e:
-        raise CLIError(str(e)) from None
+    state = load_state_file(args.state)
     act = get_activation(args.activation)
     eps = float(generalisation_error(state, act))
     mse = float(test_mse(state, args.sigma, act))
+    finite = math.isfinite(eps) and math.isfinite(mse)
     print(f"K={state.K} M={state.M} activation={act.name}")
+    what = f"eps_g = {eps}" if not math.isfinite(eps) else f"the test MSE 2 eps_g + sigma^2 = {mse}"
+    if not finite:
+        print(f"status: FAILED: {what} is not finite (overflow)")
     print(f"eps_g (noise-free generalisation error) = {eps:.10g}")
     print(f"test MSE on noisy labels (2 eps_g + sigma^2, sigma={args.sigma:g}) = {mse:.10g}")
-    write_json(args.json, {"eps_g": eps, "test_mse": mse, "sigma": args.sigma, "K": state.K, "M": state.M})
+    write_json(args.json, {"eps_g": eps, "test_mse": mse, "sigma": args.sigma, "K": state.K, "M": state.M,
+                           "status": "success" if finite else "non-finite"})
+    if not finite:
+        raise CommandFailed(f"{what} for {args.state} is not finite (overflow at this scale)")
     return 0
+
+
+def _flag_names(message: str) -> str:
+    """A library message about `dt`, `rtol`, ... with the command-line spelling `--dt`, `--rtol`, ..."""
+    return re.sub(r"^(dt|rtol|atol|alpha|alphas|max_steps)\b", lambda m: "--" + m.group(1).replace("_", "-"),
+                  message)
 
 
 def _print_curve(alphas, eps, every: int) -> None:
@@ -97,41 +124,41 @@ def _print_curve(alphas, eps, every: int) -> None:
 
 
 def run_ode(args) -> int:
-    import jax
-
-    from .._dynamics import alpha_grid, solve_ode
-    from .._status import Status, describe
-
     state, config = problem_from_args(args)
     grid = alpha_grid(args.alpha, max(args.points, 2), spacing=args.spacing,
                       first=min(args.dt, args.alpha / 10) if args.spacing == "log" else None)
     t0 = time.perf_counter()
     with Progress(1, "integrating", enabled=not args.quiet) as bar:
-        sol = solve_ode(state, config, grid, integrator=args.integrator, dt=args.dt, rtol=args.rtol,
-                        atol=args.atol, max_steps=max(100_000, int(2 * args.alpha / args.dt) + 10)
-                        if args.integrator == "euler" else 100_000, throw=False)
+        try:  # options the solver refuses (an Euler step longer than the run, ...) are bad input
+            sol = solve_ode(state, config, grid, integrator=args.integrator, dt=args.dt, rtol=args.rtol,
+                            atol=args.atol, max_steps=max(100_000, int(2 * args.alpha / args.dt) + 10)
+                            if args.integrator == "euler" else 100_000, throw=False)
+        except ValueError as e:
+            raise CLIError(_flag_names(str(e))) from None
         sol = jax.block_until_ready(sol)
         bar.update()
     seconds = time.perf_counter() - t0
     alphas, eps = np.asarray(sol.alphas), np.asarray(sol.eps_g)
     status = int(sol.status)
     final = sol.final
+    failure = _ode_failure(status, float(sol.alpha_end), int(sol.num_steps), eps, args.alpha)
     if not args.quiet:
         print(f"ODE of online SGD: K={state.K} M={state.M} mode={config.mode} eta={float(config.eta):g} "
               f"eta_v={float(config.eta_v):g} sigma={float(config.sigma):g} integrator={args.integrator}")
         print("error reported: eps_g = noise-free generalisation error (test MSE on noisy labels = "
               "2 eps_g + sigma^2)")
         _print_curve(alphas, eps, max(1, len(alphas) // 15))
-    print(f"status: {describe(status)}; final alpha {float(sol.alpha_end):.6g}; steps {int(sol.num_steps)}; "
-          f"{seconds:.2f} s (including compilation)")
-    print(f"final eps_g = {eps[-1]:.10g}")
+    print(f"status: {'FAILED: ' + failure if failure else describe(status)}; final alpha "
+          f"{float(sol.alpha_end):.6g}; steps {int(sol.num_steps)}; {seconds:.2f} s (including compilation)")
+    print(f"final eps_g = {eps[-1]:.10g}" + (" (NOT VALID: the integration failed)" if failure else ""))
     if not args.quiet:
         np.set_printoptions(precision=5, suppress=True)
         print("final Q =\n" + str(np.asarray(final.Q)))
         print("final R =\n" + str(np.asarray(final.R)))
         print("final v = " + str(np.asarray(final.v)))
     write_json(args.json, {
-        "alpha": alphas, "eps_g": eps, "status": status, "status_words": describe(status),
+        "alpha": alphas, "eps_g": eps, "status": status,
+        "status_words": f"failed: {failure}" if failure else describe(status), "ok": not failure,
         "alpha_end": float(sol.alpha_end), "final_state": _state_dict(final),
         "config": {"K": state.K, "M": state.M, "eta": float(config.eta), "eta_v": float(config.eta_v),
                    "sigma": float(config.sigma), "weight_decay": float(config.weight_decay),
@@ -146,26 +173,33 @@ def run_ode(args) -> int:
                                        f"sigma={float(config.sigma):g}")
         save_plot(fig, args.plot)
         print(f"plot written to {args.plot}")
-    return 0 if status == Status.SUCCESS else 1
+    if failure:
+        raise CommandFailed(f"ODE integration: {failure}")
+    return 0
+
+
+def _ode_failure(status: int, alpha_end: float, num_steps: int, eps: np.ndarray, alpha: float) -> str | None:
+    """Why an ODE solve is not a valid result (None if it is): a failure status, no step taken, the final time
+    not reached, or a non-finite error, whatever the solver's status says."""
+
+    if status != Status.SUCCESS:
+        return describe(status)
+    if num_steps == 0:
+        return "the solver took no step (step size larger than the interval?)"
+    if not alpha_end >= alpha * (1 - 1e-9):
+        return f"stopped at alpha {alpha_end:.6g} before the final alpha {alpha:g}"
+    if not np.all(np.isfinite(eps)):
+        return "non-finite eps_g"
+    return None
 
 
 def run_simulate(args) -> int:
-    import jax
-    import jax.numpy as jnp
-
-    from .._dynamics import solve_ode
-    from .._overlaps import overlaps_from_weights
-    from .._simulate import init_student, make_teacher, simulate
-    from .._status import describe
-
-    _, config = problem_from_args(args)
     if args.init is not None:
         raise CLIError("--init is not supported by simulate (it needs weights, not overlaps)")
+    _, config = problem_from_args(args)
     steps = args.steps if args.steps is not None else int(round(args.alpha * args.N))
     record_every = max(1, steps // args.records)
     steps = record_every * max(1, steps // record_every)
-    if args.test_samples < 0:
-        raise CLIError("--test-samples must be >= 0")
     dtype = jnp.float64 if args.float64 else jnp.float32
     vs = 1.0 if args.v_star is None else (args.v_star if args.v_star.size > 1 else float(args.v_star[0]))
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)
@@ -191,12 +225,16 @@ def run_simulate(args) -> int:
                "N": args.N, "steps": steps, "seeds": args.seeds}
     if args.test_samples:
         payload["test_mse"] = np.asarray(res.test_mse)
-    ode_eps = None
+    ode_eps, ode_failure = None, None
     if not args.no_ode:
-        s0 = jax.tree.map(lambda x: x[0].astype(jnp.float64),
+        # seed 0's initial overlaps (its weights are already indexed), in float64 for the ODE
+        s0 = jax.tree.map(lambda x: x.astype(jnp.result_type(float)),
                           overlaps_from_weights(student.w[0], teacher.w_star[0], student.v[0], teacher.v_star[0]))
         sol = solve_ode(s0, config, alphas.astype(float), throw=False)
         ode_eps = np.asarray(sol.eps_g)
+        ode_failure = _ode_failure(int(sol.status), float(sol.alpha_end), int(sol.num_steps), ode_eps,
+                                   float(alphas[-1]))
+        payload["ode_status_words"] = f"failed: {ode_failure}" if ode_failure else describe(int(sol.status))
         curves.append((alphas, ode_eps, "ODE (same initial overlaps as seed 0)"))
         bands.append(None)
         payload["ode_eps_g"] = ode_eps
@@ -206,15 +244,19 @@ def run_simulate(args) -> int:
         print("error reported: eps_g = noise-free generalisation error from the current overlaps")
         every = max(1, len(alphas) // 12)
         print(f"{'alpha':>10}  {'eps_g sim':>12}" + ("  {:>12}".format("eps_g ODE") if ode_eps is not None else ""))
-        for i in list(range(0, len(alphas), every)) + [len(alphas) - 1]:
+        for i in sorted(set(range(0, len(alphas), every)) | {len(alphas) - 1}):
             line = f"{alphas[i]:10.4g}  {mean[i]:12.6g}"
             if ode_eps is not None:
                 line += f"  {ode_eps[i]:12.6g}"
             print(line)
     statuses = np.asarray(res.status).ravel()
-    print(f"status: {', '.join(sorted({describe(s) for s in statuses}))}; {seconds:.2f} s "
+    sim_failed = not (np.all(statuses == 0) and np.all(np.isfinite(eps)))
+    words = ", ".join(sorted({describe(s) for s in statuses}))
+    print(f"status: {'FAILED: ' if sim_failed else ''}{words}; {seconds:.2f} s "
           f"({args.seeds * steps / seconds:.3g} SGD steps/s incl. compilation)")
-    print(f"final eps_g (mean over seeds) = {mean[-1]:.8g}")
+    if ode_failure:
+        print(f"ODE comparison: FAILED: {ode_failure} (its column is not valid)")
+    print(f"final eps_g (mean over seeds) = {mean[-1]:.8g}" + (" (NOT VALID)" if sim_failed else ""))
     write_json(args.json, payload)
     if getattr(args, "plot", None) is not None:
         from ..experiments._figures import error_curve_figure
@@ -222,4 +264,8 @@ def run_simulate(args) -> int:
         fig = error_curve_figure(curves, bands=bands, title=f"N={args.N}, K={args.K}, M={args.M}")
         save_plot(fig, args.plot)
         print(f"plot written to {args.plot}")
-    return 0 if np.all(statuses == 0) else 1
+    if sim_failed:
+        raise CommandFailed(f"simulation: {words}" + ("" if np.all(np.isfinite(eps)) else "; non-finite eps_g"))
+    if ode_failure:
+        raise CommandFailed(f"ODE comparison: {ode_failure}")
+    return 0

@@ -59,10 +59,11 @@ from ._bounds import dpp_node_error as dpp_node_error
 from ._bounds import balanced_node_error as balanced_node_error
 from ._bounds import node_error_range as node_error_range
 from ._bounds import optimal_reweight_bound as optimal_reweight_bound
-from ._bounds import edge_error as edge_error
+from ._bounds_edge import edge_error as edge_error
+from ._bounds_edge import specialised_edge_moments as specialised_edge_moments
 from ._bounds import importance_counts as importance_counts
 from ._bounds import importance_node_error as importance_node_error
-from ._bounds import bounds_table as bounds_table
+from ._bounds_table import bounds_table as bounds_table
 from ._compare import NODE_METHODS as NODE_METHODS
 from ._compare import EDGE_METHODS as EDGE_METHODS
 from ._compare import METHODS as METHODS
@@ -73,3 +74,117 @@ from ._compare import compare_methods as compare_methods
 from ._compare import best_by_method as best_by_method
 from ._compare import format_compare_table as format_compare_table
 from ._masks import top_k_mask as top_k_mask
+from ._linalg import logdet_psd as logdet_psd
+from ._linalg import solve_psd as solve_psd
+from ._options import AbstractNodeSelector as AbstractNodeSelector
+from ._options import RandomNodes as RandomNodes
+from ._options import ImportanceNodes as ImportanceNodes
+from ._options import DPPNodes as DPPNodes
+from ._options import AbstractReweight as AbstractReweight
+from ._options import NoReweight as NoReweight
+from ._options import PreactivationReweight as PreactivationReweight
+from ._options import ActivationReweight as ActivationReweight
+from ._options import OptimalReweight as OptimalReweight
+from ._options import AbstractEdgeRule as AbstractEdgeRule
+from ._options import RandomEdges as RandomEdges
+from ._options import MagnitudeEdges as MagnitudeEdges
+from ._options import DPPEdges as DPPEdges
+from ._options import AbstractRescale as AbstractRescale
+from ._options import NoRescale as NoRescale
+from ._options import InverseKeepRescale as InverseKeepRescale
+from ._options import OptimalRescale as OptimalRescale
+from ._options import pruning_option as pruning_option
+
+__all__ = [
+    "AbstractEdgeRule",
+    "AbstractNodeSelector",
+    "AbstractRescale",
+    "AbstractReweight",
+    "ActivationReweight",
+    "DPPEdges",
+    "DPPNodes",
+    "EDGE_METHODS",
+    "EDGE_RESCALES",
+    "EdgeMoments",
+    "EdgePruningResult",
+    "ImportanceNodes",
+    "InverseKeepRescale",
+    "KDPPEigen",
+    "METHODS",
+    "MagnitudeEdges",
+    "NODE_METHODS",
+    "NODE_REWEIGHTS",
+    "NoRescale",
+    "NoReweight",
+    "NodeBounds",
+    "NodePruningResult",
+    "OptimalRescale",
+    "OptimalReweight",
+    "PreactivationReweight",
+    "RandomEdges",
+    "RandomNodes",
+    "Specialised",
+    "apply_edge_mask",
+    "apply_edge_moments",
+    "balanced_node_error",
+    "best_by_method",
+    "bounds_table",
+    "check_kdpp_kernel",
+    "compare_methods",
+    "count_distribution",
+    "count_vectors",
+    "dpp_edge_mask",
+    "dpp_keep_prob",
+    "dpp_moments",
+    "dpp_mu",
+    "dpp_node_error",
+    "edge_dpp_kernels",
+    "edge_error",
+    "edge_moments",
+    "edge_params",
+    "edge_prune_theory",
+    "edge_rescale",
+    "enumerate_subsets",
+    "expected_node_error",
+    "expected_node_error_closed_form",
+    "format_compare_table",
+    "group_counts",
+    "importance_counts",
+    "importance_mask",
+    "importance_node_error",
+    "importance_scores",
+    "kdpp_eigen",
+    "kdpp_enumerate",
+    "kdpp_log_prob",
+    "kdpp_marginals",
+    "kernel_matrix",
+    "log_elementary_symmetric",
+    "logdet_psd",
+    "magnitude_edge_mask",
+    "magnitude_moments",
+    "magnitude_threshold",
+    "matched_keep_fraction",
+    "node_error_counts",
+    "node_error_range",
+    "node_params",
+    "optimal_edge_rescale",
+    "optimal_reweight_bound",
+    "prune_expected",
+    "prune_nodes",
+    "pruning_option",
+    "random_edge_mask",
+    "random_moments",
+    "random_node_error",
+    "reweight_edges",
+    "reweighted_output_weights",
+    "sample_kdpp",
+    "sample_kdpp_mask",
+    "sample_uniform_subset",
+    "sample_uniform_subset_mask",
+    "solve_psd",
+    "specialisation",
+    "specialised_edge_moments",
+    "specialised_state",
+    "top_k_mask",
+    "uniform_marginals",
+]

@@ -37,7 +37,10 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._activations import Erf, safe_sqrt
+from .._checks import check_choice, check_float, check_int, is_concrete
 from .._overlaps import Overlaps
+from ._linalg import logdet_psd, solve_psd
+from ._options import pruning_option
 
 __all__ = [
     "Specialised",
@@ -53,26 +56,17 @@ __all__ = [
     "balanced_node_error",
     "node_error_range",
     "optimal_reweight_bound",
-    "edge_error",
-    "edge_moments",
     "importance_counts",
     "importance_node_error",
-    "bounds_table",
 ]
 
 _ERF = Erf()
 _REWEIGHTS = ("none", "preactivation", "activation", "optimal")
 _KERNELS = ("Q", "A", "rbf")
-_EDGE_METHODS = ("random", "magnitude", "dpp")
-_RESCALES = ("none", "inverse-keep")
-
-# Composite Gauss-Legendre rule on [0, 1] (48 panels x 16 nodes) used after a logarithmic change of variable.
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(16)
-_PANELS = 48
 
 
 def _is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in xs)
+    return all(is_concrete(x) for x in xs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,7 +271,7 @@ def _reweighted(g: _Groups, m: Array, reweight: str) -> Array:
         b = _ERF.i2(g.s[:, None], dT[None, :], g.r) @ g.v_star
     else:
         b = pair @ ((g.sizes - m) * g.u)  # removed units are distinct from kept ones: pair overlaps
-    y = jnp.linalg.solve(H, jnp.where(present, sq * b, 0.0))
+    y, _ = solve_psd(H, jnp.where(present, sq * b, 0.0))
     x = jnp.where(present, y / sq, 0.0)
     return x if reweight == "optimal" else g.u + x
 
@@ -285,7 +279,7 @@ def _reweighted(g: _Groups, m: Array, reweight: str) -> Array:
 def node_error_counts(spec: Specialised, counts: Float[ArrayLike, " M"], *, reweight: str = "none") -> Array:
     """`eps_g` after keeping `m_n = counts[n]` units of group `n` (any `m_n` of them: all are equivalent),
     with the reweighting rule of docs/theory.md 6.1 (`none`: `u_n = v*_n / K_n`)."""
-    _check_reweight(reweight)
+    reweight = _check_reweight(reweight)
     m = jnp.asarray(counts, dtype=spec.T.dtype)
     if m.shape != (spec.M,):
         raise ValueError(f"counts must have shape ({spec.M},), got {m.shape}")
@@ -296,9 +290,9 @@ def node_error_counts(spec: Specialised, counts: Float[ArrayLike, " M"], *, rewe
     return _errors_jit(spec, m[None, :], reweight)[0]
 
 
-def _check_reweight(reweight):
-    if reweight not in _REWEIGHTS:
-        raise ValueError(f"reweight must be one of {_REWEIGHTS}, got {reweight!r}")
+def _check_reweight(reweight) -> str:
+    """The rule's name, from a name or an [`AbstractReweight`][] object."""
+    return pruning_option("reweight", reweight, name="reweight").name
 
 
 @eqx.filter_jit
@@ -326,12 +320,7 @@ def _all_counts(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_k(spec: Specialised, k) -> int:
-    if isinstance(k, bool) or int(k) != k:
-        raise ValueError(f"k must be an integer, got {k!r}")
-    k = int(k)
-    if not 1 <= k <= spec.K:
-        raise ValueError(f"k must satisfy 1 <= k <= K = {spec.K}, got k = {k}")
-    return k
+    return check_int("k (units kept)", k, 1, spec.K)
 
 
 def count_vectors(spec: Specialised, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -357,9 +346,8 @@ def _dpp_log_weights(g: _Groups, counts: Array, logmult: Array, kernel: str, jit
         H, _, present = _reduced(diag, pair, m)
         excess = jnp.where(present, m - 1.0, 0.0)
         finite = jnp.sum(jnp.where(zero, 0.0, excess * jnp.log(jnp.where(zero, 1.0, gap))))
-        sign, logdet = jnp.linalg.slogdet(H)
         order = jnp.sum(jnp.where(zero, excess, 0.0))
-        return lm + finite + jnp.where(sign > 0, logdet, -jnp.inf), order
+        return lm + finite + logdet_psd(H), order
 
     logw, order = jax.vmap(one)(counts, logmult)
     return jnp.where(valid & (order == jnp.min(jnp.where(valid, order, jnp.inf))), logw, -jnp.inf)
@@ -369,7 +357,7 @@ def _balanced_probs(counts, valid, k, sizes):
     target = k * sizes / jnp.sum(sizes)
     dist = jnp.sum(jnp.square(counts - target[None, :]), axis=1)
     best = jnp.min(jnp.where(valid, dist, jnp.inf))
-    sel = valid & (dist <= best + 1e-9)
+    sel = (valid & (dist <= best + 1e-9)).astype(dist.dtype)
     return sel / jnp.sum(sel)
 
 
@@ -379,6 +367,7 @@ def _probs_jit(spec: Specialised, k, method: str, kernel: str, jitter, beta):
     counts_np, logmult_np = _all_counts(spec.group_sizes)
     dtype = spec.T.dtype
     counts, logmult = jnp.asarray(counts_np, dtype), jnp.asarray(logmult_np, dtype)
+    k = jnp.asarray(k).astype(dtype)
     valid = jnp.sum(counts, axis=1) == k
     lm = jnp.where(valid, logmult, -jnp.inf)
     if method == "random":
@@ -390,14 +379,12 @@ def _probs_jit(spec: Specialised, k, method: str, kernel: str, jitter, beta):
 
 
 def _check_dist(method, kernel, jitter, beta):
-    if method not in ("random", "dpp", "balanced"):
-        raise ValueError(f"method must be 'random', 'dpp' or 'balanced', got {method!r}")
-    if kernel not in _KERNELS:
-        raise ValueError(f"kernel must be one of {_KERNELS}, got {kernel!r}")
-    if _is_concrete(jitter) and not float(jitter) >= 0:
-        raise ValueError(f"jitter must be >= 0, got {jitter}")
-    if _is_concrete(beta) and not float(beta) > 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
+    check_choice("method", method, ("random", "dpp", "balanced"))
+    check_choice("kernel", kernel, _KERNELS)
+    if is_concrete(jitter):
+        check_float("jitter", jitter, 0.0)
+    if is_concrete(beta):
+        check_float("beta", beta, 0.0, lo_open=True)
 
 
 def count_distribution(
@@ -433,7 +420,7 @@ def _summary(spec, k, *, kernel="Q", jitter=0.0, beta=1.0):
 
 def random_node_error(spec: Specialised, k: int, *, reweight: str = "none") -> Array:
     """`E[eps_g]` over a uniform size-`k` subset: `sum_m prod_n C(K_n, m_n) / C(K, k) eps(m)`."""
-    _check_reweight(reweight)
+    reweight = _check_reweight(reweight)
     return _summary(spec, k)[0][0, _REWEIGHTS.index(reweight)]
 
 
@@ -442,13 +429,13 @@ def dpp_node_error(
 ) -> Array:
     """`E[eps_g]` over a k-DPP with kernel `L + jitter I`: `sum_m P(m) eps(m)` with
     `P(m) ∝ prod_n C(K_n, m_n) prod_n (L_d - L_p)^(m_n - 1) det H(m)`; `jitter = 0` is the `jitter -> 0` limit."""
-    _check_reweight(reweight)
+    reweight = _check_reweight(reweight)
     return _summary(spec, k, kernel=kernel, jitter=jitter, beta=beta)[0][1, _REWEIGHTS.index(reweight)]
 
 
 def balanced_node_error(spec: Specialised, k: int, *, reweight: str = "none") -> Array:
     """The seed paper's balanced-choice idealisation: `eps(m)` averaged over the `m` closest to `k K_n / K`."""
-    _check_reweight(reweight)
+    reweight = _check_reweight(reweight)
     return _summary(spec, k)[0][3, _REWEIGHTS.index(reweight)]
 
 
@@ -464,7 +451,7 @@ class NodeBounds(NamedTuple):
 def node_error_range(spec: Specialised, k: int, *, reweight: str = "none") -> NodeBounds:
     """`min_S eps(S)` and `max_S eps(S)` over all `C(K, k)` subsets, by enumerating count vectors: every
     distribution over size-`k` subsets has expected error between them."""
-    _check_reweight(reweight)
+    reweight = _check_reweight(reweight)
     _, best, worst, ib, iw = _summary(spec, k)
     r = _REWEIGHTS.index(reweight)
     counts, _ = _all_counts(spec.group_sizes)
@@ -476,143 +463,6 @@ def optimal_reweight_bound(spec: Specialised, k: int) -> Array:
     """`min_S min_v' eps(S, v') = min_m eps(m, optimal)`: no size-`k` node pruning with any reweighting does
     better."""
     return node_error_range(spec, k, reweight="optimal").best
-
-
-# --------------------------------------------------------------------------------------------------
-# Edge pruning (docs/theory.md 6.2): standardised moments e1 = E[m w^2]/Q_ii and pair(rho) = E[m_i m_k w_i w_k]/...
-# --------------------------------------------------------------------------------------------------
-
-
-def _log_panels(lo: float, hi: float):
-    """Nodes/weights of the composite Gauss-Legendre rule in `xi = log t` on `[lo, hi]`, as (t, w dt)."""
-    edges = np.linspace(lo, hi, _PANELS + 1)
-    half = 0.5 * np.diff(edges)
-    mid = 0.5 * (edges[1:] + edges[:-1])
-    xi = (mid[:, None] + half[:, None] * _GL_X[None, :]).ravel()
-    w = (half[:, None] * _GL_W[None, :]).ravel()
-    t = np.exp(xi)
-    return t, w * t
-
-
-_U_NODES, _U_WEIGHTS = _log_panels(math.log(1e-16), math.log(14.0))  # for x - z in (0, 14]
-_T_NODES, _T_WEIGHTS = _log_panels(math.log(1e-18), math.log(60.0))  # for t in (0, 60]
-
-
-def _phi(x):
-    return jnp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-
-
-def _magnitude_pair(rho, z, e1):
-    """`E[X Y 1{|X|>z} 1{|Y|>z}]` for standard normals with correlation `rho`: `sign(rho) e1` at `|rho| = 1`,
-    else `2 int_z^inf phi(x) x h(x) dx`, `h(x) = E[Y 1{|Y|>z} | X = x]` (closed form), by quadrature."""
-    edge = jnp.abs(rho) >= 1.0
-    r = jnp.where(edge, 0.5, rho)
-    sig = jnp.sqrt(1.0 - r * r)
-    x = z + jnp.asarray(_U_NODES)
-    mu = r * x
-    h = (mu * jsp.ndtr((mu - z) / sig) + sig * _phi((z - mu) / sig)
-         + mu * jsp.ndtr((-z - mu) / sig) - sig * _phi((z + mu) / sig))
-    quad = 2.0 * jnp.sum(jnp.asarray(_U_WEIGHTS) * _phi(x) * x * h)
-    return jnp.where(edge, jnp.sign(rho) * e1, jnp.where(rho == 0.0, 0.0, quad))
-
-
-def _f_dpp(a):
-    """`E[1 / (1 + a Z^2)] = sqrt(pi / (2a)) erfcx(1 / sqrt(2a))`, `Z ~ N(0, 1)`."""
-    x = 1.0 / jnp.sqrt(2.0 * a)
-    return math.sqrt(math.pi) * x * jsp.erfcx(x)
-
-
-def _dpp_scale(p):
-    """`a = mu Q_ii` with `E[a Z^2 / (1 + a Z^2)] = p` (bisection in `log a`, then one Newton step so that
-    `da/dp = -1 / f'(a)` by the implicit function theorem)."""
-    target = 1.0 - jax.lax.stop_gradient(p)
-
-    def body(_, lohi):
-        lo, hi = lohi
-        mid = 0.5 * (lo + hi)
-        too_big = _f_dpp(jnp.exp(mid)) < target  # f decreases with a
-        return jnp.where(too_big, lo, mid), jnp.where(too_big, mid, hi)
-
-    lo, hi = jax.lax.fori_loop(0, 120, body, (jnp.asarray(-60.0, p.dtype), jnp.asarray(60.0, p.dtype)))
-    a0 = jnp.exp(0.5 * (lo + hi))
-    f0, df0 = jax.jvp(_f_dpp, (a0,), (jnp.ones_like(a0),))
-    return a0 - (f0 - (1.0 - p)) / df0
-
-
-def _dpp_pair(rho, a, p):
-    """`E[pi(X) pi(Y) X Y]`, `pi(x) = a x^2 / (1 + a x^2)`, for standard normals with correlation `rho`:
-    `rho [1 - 2 p / a + int_0^inf e^-t F(t) dt]`, with `F(t) = int_0^inf e^-s (A + B s)^(-3/2) ds
-    = (2/B) [A^(-1/2) - sqrt(pi/B) erfcx(sqrt(A/B))]`, `A = 1 + 2 a t`, `B = 2a + 4 a^2 (1 - rho^2) t`
-    (from `1/(1 + a x^2) = int_0^inf e^(-t (1 + a x^2)) dt` and a Gaussian integral)."""
-    t = jnp.asarray(_T_NODES)
-    A = 1.0 + 2.0 * a * t
-    B = 2.0 * a + 4.0 * a * a * (1.0 - rho * rho) * t
-    F = (2.0 / B) * (1.0 / jnp.sqrt(A) - jnp.sqrt(math.pi / B) * jsp.erfcx(jnp.sqrt(A / B)))
-    integral = jnp.sum(jnp.asarray(_T_WEIGHTS) * jnp.exp(-t) * F)
-    return rho * (1.0 - 2.0 * p / a + integral)
-
-
-def _dpp_pair_copy(a, p):
-    """`E[pi(X)^2 X^2] = (1/a) (a - 2 + 3 f - g)`, `f = E[1/(1+aX^2)] = 1 - p`, `g = E[1/(1+aX^2)^2] = f + a f'(a)`."""
-    f, df = jax.jvp(_f_dpp, (a,), (jnp.ones_like(a),))
-    g = f + a * df
-    return (a - 2.0 + 3.0 * (1.0 - p) - g) / a
-
-
-@functools.partial(jax.jit, static_argnames=("method",))
-def edge_moments(p, rho, *, method: str = "random"):
-    """`(e1, pair)`: `E[m w^2] = e1 Q_ii`, and `E[m_i m_k w_i w_k] = pair sqrt(Q_ii Q_kk)` for correlation `rho`.
-
-    `random`: `e1 = p`, `pair = p^2 rho`. `magnitude`: `z = Phi^-1(1 - p/2)`, `e1 = p + 2 z phi(z)`, `pair`
-    closed form at `rho in {0, +-1}` (`0`, `+-e1`: copies share masks), else a 1-d integral. `dpp`:
-    `pi(w) = a w^2 / (1 + a w^2)` with `E[pi] = p`, `e1 = 1 - p/a`, `pair` closed form at `rho in {0, 1}`
-    (`0`; `E[pi^2 w^2]`: copies draw independent masks), else a 1-d integral.
-    """
-    p = jnp.asarray(p, dtype=jnp.result_type(float))
-    rho = jnp.asarray(rho, dtype=p.dtype)
-    if method not in _EDGE_METHODS:
-        raise ValueError(f"method must be one of {_EDGE_METHODS}, got {method!r}")
-    if method == "random":
-        return p, p * p * rho
-    if method == "magnitude":
-        z = -jsp.ndtri(0.5 * p)
-        e1 = p + 2.0 * z * _phi(z)
-        pair = jnp.vectorize(lambda r: _magnitude_pair(r, z, e1))(rho)
-        return e1, pair
-    if method == "dpp":
-        full = p >= 1.0
-        ps = jnp.where(full, 0.5, p)
-        a = _dpp_scale(ps)
-        e1 = 1.0 - ps / a
-        copy = _dpp_pair_copy(a, ps)
-        quad = jnp.vectorize(lambda r: _dpp_pair(r, a, ps))(rho)
-        pair = jnp.where(rho == 0.0, 0.0, jnp.where(rho == 1.0, copy, jnp.where(rho == -1.0, -copy, quad)))
-        return jnp.where(full, 1.0, e1), jnp.where(full, rho, pair)
-    raise ValueError(f"method must be one of {_EDGE_METHODS}, got {method!r}")
-
-
-def edge_error(spec: Specialised, p, *, method: str = "random", rescale: str = "none") -> Array:
-    """`eps_g` after edge pruning with keep fraction `p` (Gaussian-equivalent theory, docs/theory.md 6.2):
-    `Q'_ii = c^2 e1 Q_ii`, `Q'_ik = c^2 pair(rho_ik) sqrt(Q_ii Q_kk)`, `R' = c e1 R`, `c = 1` or `1/p`
-    (random: `e1 = p`, `pair = p^2 rho`)."""
-    if rescale not in _RESCALES:
-        raise ValueError(f"rescale must be one of {_RESCALES}, got {rescale!r}")
-    if method not in _EDGE_METHODS:
-        raise ValueError(f"method must be one of {_EDGE_METHODS}, got {method!r}")
-    if _is_concrete(p) and not (0.0 < float(p) <= 1.0):
-        raise ValueError(f"p (the keep fraction) must lie in (0, 1], got {float(p)}")
-    p = jnp.asarray(p, dtype=spec.T.dtype)
-    return _edge_summary_jit(spec, p[None])[0, _EDGE_METHODS.index(method), _RESCALES.index(rescale)]
-
-
-def _edge_error_traced(spec: Specialised, p: Array, method: str, inverse: Array) -> Array:
-    g = spec.groups()
-    norm = safe_sqrt(g.s[:, None] * g.s[None, :])
-    corr = g.C / norm
-    e1, pair = edge_moments(p, corr, method=method)
-    c = jnp.where(inverse, 1.0 / p, 1.0)
-    new = g._replace(s=c * c * e1 * g.s, C=c * c * pair * norm, r=c * e1 * g.r)
-    return _group_error(new, g.sizes, g.u)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -657,6 +507,7 @@ def _node_summary_jit(spec: Specialised, ks, jitters, kernel: str, beta):
     errs = jnp.stack([_errors_jit(spec, counts, r) for r in _REWEIGHTS])  # (4, P)
 
     def per_k(k, jit):
+        k = k.astype(dtype)
         valid = jnp.sum(counts, axis=1) == k
         lm = jnp.where(valid, logmult, -jnp.inf)
         rand = jnp.exp(lm - jsp.logsumexp(lm))
@@ -674,188 +525,3 @@ def _node_summary_jit(spec: Specialised, ks, jitters, kernel: str, beta):
     return errs, jax.vmap(per_k)(ks, jitters)
 
 
-@eqx.filter_jit
-def _edge_summary_jit(spec: Specialised, ps):
-    """`eps_g` of every edge method (random, magnitude, dpp) x rescale (none, inverse-keep) at each `p`."""
-    def one(p):
-        return jnp.stack([
-            jnp.stack([_edge_error_traced(spec, p, m, jnp.asarray(inv)) for inv in (False, True)])
-            for m in _EDGE_METHODS
-        ])
-
-    return jax.vmap(one)(ps)
-
-
-def _class_representatives(spec: Specialised, counts: np.ndarray) -> np.ndarray:
-    """One boolean unit mask per count vector (the first `m_n` units of each group)."""
-    starts = np.concatenate([[0], np.cumsum(spec.group_sizes)[:-1]])
-    pos = np.arange(spec.K) - starts[spec.assignment()]  # position of each unit inside its group
-    return pos[None, :] < np.asarray(counts)[:, spec.assignment()]
-
-
-def _machinery_errors(state: Overlaps, masks: np.ndarray, reweight: str) -> np.ndarray:
-    """`generalisation_error(prune_nodes(state, mask, reweight=...))` for a batch of masks (one compilation)."""
-    from .._error import generalisation_error
-    from ._node import prune_nodes
-
-    fn = jax.jit(jax.vmap(lambda msk: generalisation_error(prune_nodes(state, msk, reweight=reweight)[0])))
-    return np.asarray(fn(jnp.asarray(masks)))
-
-
-def _fmt_none(x):
-    return None if x is None else float(x)
-
-
-def bounds_table(
-    spec: Specialised,
-    *,
-    ks=None,
-    jitter: float = 1e-6,
-    kernel: str = "Q",
-    beta: float = 1.0,
-    exact: str = "classes",
-    edge_methods=_EDGE_METHODS,
-    rescales=_RESCALES,
-    reweights=_REWEIGHTS,
-) -> dict:
-    """For every budget `k` (edge keep fraction `p = k/K`: equal parameter count) and method: the closed form,
-    the exact value from the general machinery (`jaxprune._node`, `jaxprune._edge`) on `spec.state()`, and
-    the bounds over subsets. Every error is the noise-free `eps_g`.
-
-    `exact`:
-    - `"classes"` (default, fast): per-subset errors from `prune_nodes` + `generalisation_error` on one subset
-      per count class (all subsets of a class are within-group permutations of each other, hence have the
-      same error and the same `det(L_S)`), class weights `prod_n C(K_n, m_n)` times (k-DPP) `det(L_S)` of the
-      general `kernel_matrix`; importance by `importance_mask`.
-    - `"full"`: `expected_node_error` enumerating all `C(K, k)` subsets (slow: one compilation per call).
-    - `"none"`: closed forms only.
-
-    The k-DPP's exact value is at `jitter = 0` where `L` has rank `>= k`, else at `jitter`; the closed form is
-    given at the same jitter (`dpp`) and in the limit `jitter -> 0` (`dpp-limit`); `balanced` is the seed
-    paper's idealisation, compared with the exact k-DPP value.
-    """
-    from ._dpp import check_kdpp_kernel
-    from ._edge import apply_edge_moments, edge_prune_theory
-    from .._error import generalisation_error
-    from ._node import expected_node_error, importance_mask, kernel_matrix
-
-    if exact not in ("full", "classes", "none"):
-        raise ValueError(f"exact must be 'classes', 'full' or 'none', got {exact!r}")
-    if not (math.isfinite(jitter) and jitter > 0):
-        raise ValueError(f"jitter must be > 0 (the value used where rank L < k), got {jitter}")
-    state = spec.state()
-    K = spec.K
-    ks = list(range(1, K + 1)) if ks is None else [_check_k(spec, k) for k in ks]
-    L0 = np.asarray(kernel_matrix(state, kernel, beta=beta))
-    jit_used = {}
-    for k in ks:
-        try:
-            check_kdpp_kernel(L0, k)
-            jit_used[k] = 0.0
-        except ValueError:
-            jit_used[k] = float(jitter)
-
-    # general machinery, batched over every count class of every budget
-    mach = {}
-    if exact == "classes":
-        per_k = {k: count_vectors(spec, k) for k in ks}
-        imp = {k: np.asarray(importance_mask(state, k)) for k in ks}
-        reps = {k: _class_representatives(spec, per_k[k][0]) for k in ks}
-        all_masks = np.concatenate([np.concatenate([reps[k], imp[k][None, :]]) for k in ks])
-        sizes = [reps[k].shape[0] + 1 for k in ks]
-        offs = np.concatenate([[0], np.cumsum(sizes)])
-        errs_all = {r: _machinery_errors(state, all_masks, r) for r in reweights}
-        for i, k in enumerate(ks):
-            counts, logmult = per_k[k]
-            Lj = L0 + jit_used[k] * np.eye(K)
-            sl = np.array([np.linalg.slogdet(Lj[np.ix_(m, m)]) for m in reps[k]])
-            logw = np.where(sl[:, 0] > 0, sl[:, 1], -np.inf) + logmult
-            p_rand = np.exp(logmult - np.logaddexp.reduce(logmult))
-            p_dpp = np.exp(logw - np.logaddexp.reduce(logw))
-            for r in reweights:
-                e = errs_all[r][offs[i] : offs[i + 1]]
-                ec, ei = e[:-1], e[-1]
-                mach[k, r] = dict(random=float(p_rand @ ec), dpp=float(np.sum(np.where(p_dpp > 0, p_dpp * ec, 0.0))),
-                                  importance=float(ei), best=float(ec.min()), worst=float(ec.max()))
-    elif exact == "full":
-        for k in ks:
-            for r in reweights:
-                res = expected_node_error(state, k, method="random", reweight=r, max_enumerate=10**9)
-                dpp = expected_node_error(state, k, method="dpp", reweight=r, kernel=kernel, beta=beta,
-                                          jitter=jit_used[k], max_enumerate=10**9)
-                imp = expected_node_error(state, k, method="importance", reweight=r)
-                mach[k, r] = dict(random=float(res.mean), dpp=float(dpp.mean), importance=float(imp.mean),
-                                  best=float(res.min), worst=float(res.max))
-
-    edge_exact = {}
-    if exact != "none":
-        for m in edge_methods:
-            for k in ks:
-                p = k / K
-                res = edge_prune_theory(state, p, method=m, rescale="none")
-                for rs in rescales:  # inverse-keep from the same moments: no second compilation
-                    c = 1.0 if rs == "none" else 1.0 / p
-                    edge_exact[m, rs, k] = float(generalisation_error(apply_edge_moments(state, res.moments, c)))
-
-    dtype = spec.T.dtype
-    counts_all, _ = _all_counts(spec.group_sizes)
-    errs, (means, best, worst, ib, iw, dpp0) = _node_summary_jit(
-        spec, jnp.asarray(ks), jnp.asarray([jit_used[k] for k in ks], dtype), kernel, jnp.asarray(beta, dtype)
-    )
-    errs, means, best, worst, ib, iw, dpp0 = map(np.asarray, (errs, means, best, worst, ib, iw, dpp0))
-    edge_cf = np.asarray(_edge_summary_jit(spec, jnp.asarray([k / K for k in ks], dtype)))
-    index = {tuple(c): i for i, c in enumerate(counts_all.tolist())}
-    rows = []
-    for i, k in enumerate(ks):
-        p = k / K
-        j = jit_used[k]
-        entry = {"k": k, "p": p, "dpp_jitter": j, "node": [], "bounds": [], "edge": []}
-        imp = index[tuple(importance_counts(spec, k).tolist())]
-        for ir, r in enumerate(reweights):
-            r_all = _REWEIGHTS.index(r)
-            ex = mach.get((k, r), {})
-            closed = (
-                ("random", means[i, 0, r_all], ex.get("random"), True),
-                ("dpp", means[i, 1, r_all], ex.get("dpp"), True),
-                ("dpp-limit", means[i, 2, r_all], ex.get("dpp"), j == 0.0),
-                ("balanced", means[i, 3, r_all], ex.get("dpp"), False),
-                ("importance", errs[r_all, imp], ex.get("importance"), True),
-            )
-            for method, cf, xv, is_exact in closed:
-                cf = float(cf)
-                entry["node"].append({
-                    "method": method, "reweight": r, "closed_form": cf, "exact": _fmt_none(xv),
-                    "closed_form_is_exact": is_exact, "abs_diff": None if xv is None else abs(cf - xv),
-                })
-            bx, wx = ex.get("best"), ex.get("worst")
-            b_, w_ = float(best[i, r_all]), float(worst[i, r_all])
-            entry["bounds"].append({
-                "reweight": r, "best": b_, "worst": w_,
-                "best_counts": counts_all[ib[i, r_all]].tolist(), "worst_counts": counts_all[iw[i, r_all]].tolist(),
-                "exact_best": bx, "exact_worst": wx,
-                "abs_diff": None if bx is None else max(abs(b_ - bx), abs(w_ - wx)),
-            })
-        entry["optimal_reweight_lower_bound"] = float(best[i, _REWEIGHTS.index("optimal")])
-        keep = dpp0[i] > 1e-15
-        sel = counts_all.sum(axis=1) == k
-        dist = np.sum((counts_all - k * np.asarray(spec.group_sizes) / K) ** 2, axis=1)
-        balanced = sel & (dist <= np.min(np.where(sel, dist, np.inf)) + 1e-9)
-        entry["dpp_limit_balanced_mass"] = float(np.sum(dpp0[i][balanced]))
-        entry["dpp_limit_counts"] = {"counts": counts_all[keep].tolist(), "probs": dpp0[i][keep].tolist()}
-        for im, m in enumerate(_EDGE_METHODS):
-            if m not in edge_methods:
-                continue
-            for irs, rs in enumerate(_RESCALES):
-                if rs not in rescales:
-                    continue
-                cf = float(edge_cf[i, im, irs])
-                xv = edge_exact.get((m, rs, k))
-                entry["edge"].append({"method": m, "rescale": rs, "closed_form": cf, "exact": xv,
-                                      "abs_diff": None if xv is None else abs(cf - xv)})
-        rows.append(entry)
-    return {
-        "K": K, "M": spec.M, "group_sizes": list(spec.group_sizes), "v_star": np.asarray(spec.v_star).tolist(),
-        "rho": float(spec.rho), "alignment": float(spec.alignment), "cross": float(spec.cross),
-        "T": np.asarray(spec.T).tolist(), "kernel": kernel, "beta": beta, "jitter": jitter,
-        "exact_mode": exact, "error": "eps_g (noise-free generalisation error)", "rows": rows,
-    }

@@ -11,10 +11,12 @@ import math
 from typing import Sequence
 
 from .._activations import AbstractActivation, Erf, get_activation
+from .._checks import check_choice, check_float, check_int
 from ._edge import edge_params, edge_prune_theory, matched_keep_fraction, node_params
 from .._error import generalisation_error
 from ._node import expected_node_error
 from .._overlaps import Overlaps
+from ._options import AbstractEdgeRule, AbstractNodeSelector, AbstractReweight, AbstractRescale, pruning_option
 
 __all__ = [
     "NODE_METHODS",
@@ -36,7 +38,7 @@ EDGE_RESCALES = ("none", "inverse-keep", "optimal")
 
 
 def _keep_to_k_or_p(method: str, keep: float, K: int) -> tuple[int | None, float | None]:
-    """`keep` is a number of units (integer >= 1) or a fraction in (0, 1]; return `(k, p)`."""
+    """Legacy `keep`: a number of units (integer >= 1) or a fraction in (0, 1]; return `(k, p)`."""
     if not math.isfinite(keep) or keep <= 0:
         raise ValueError(f"keep must be a unit count in 1..K={K} or a fraction in (0, 1], got {keep}")
     is_count = keep >= 1 and float(keep).is_integer() and not (keep == 1 and method in EDGE_METHODS)
@@ -51,13 +53,45 @@ def _keep_to_k_or_p(method: str, keep: float, K: int) -> tuple[int | None, float
     return None, p
 
 
+def _method_name(method) -> str:
+    """`"random-node"`-style name of a method string or option object (node selector or edge rule)."""
+    if isinstance(method, AbstractNodeSelector):
+        return f"{method.name}-node"
+    if isinstance(method, AbstractEdgeRule):
+        return f"{method.name}-edge"
+    return check_choice("method", method, METHODS)
+
+
+def _budget(name: str, K: int, keep, k, p) -> tuple[int | None, float | None]:
+    """`(k, p)` from exactly one of `keep` (legacy guess), `k` (units) and `p` (keep fraction)."""
+    given = [x is not None for x in (keep, k, p)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one budget: k (units kept) or p (keep fraction); got "
+                         f"k={k!r}, p={p!r}, keep={keep!r}")
+    if keep is not None:
+        return _keep_to_k_or_p(name, float(keep), K)
+    node = name in NODE_METHODS
+    if k is not None:
+        k = check_int("k (units kept)", k, 1, K)
+        return (k, None) if node else (None, k / K)
+    p = check_float("p (keep fraction)", p, 0.0, 1.0, lo_open=True)
+    if not node:
+        return None, p
+    kk = round(p * K)
+    if abs(p * K - kk) > 1e-9 or kk < 1:
+        raise ValueError(f"p (keep fraction) must be a multiple of 1/K = 1/{K} for node methods, got {p}")
+    return kk, None
+
+
 def prune_expected(
     state: Overlaps,
-    method: str,
-    keep: float,
+    method: str | AbstractNodeSelector | AbstractEdgeRule,
+    keep: float | None = None,
     *,
-    reweight: str = "none",
-    rescale: str = "none",
+    k: int | None = None,
+    p: float | None = None,
+    reweight: str | AbstractReweight = "none",
+    rescale: str | AbstractRescale = "none",
     kernel: str = "Q",
     beta: float = 1.0,
     jitter: float = 0.0,
@@ -66,27 +100,38 @@ def prune_expected(
     N: int = 500,
     activation: AbstractActivation | str = Erf(),
 ) -> dict:
-    """Expected `eps_g` after pruning `state` by `method` at budget `keep` (units, or a fraction).
+    """Expected `eps_g` after pruning `state` by `method` at a budget of `k` units or a keep fraction `p`.
+
+    `method`: a node selector ([`RandomNodes`][], ...) or edge rule ([`RandomEdges`][], ...), or a name of
+    `METHODS` (`"random-node"`, ..., `"dpp-edge"`). Budget: exactly one of `k` (units; an edge method keeps the
+    matched fraction `p = k/K`), `p` (keep fraction; a node method needs `p K` integral) and the older `keep`
+    (a unit count if it is an integer >= 1, else a fraction). `reweight` applies to node methods only and
+    `rescale` to edge methods only (a `ValueError` otherwise).
 
     Node methods use [`expected_node_error`][] (exact enumeration, or Monte Carlo with a standard error);
     edge methods the Gaussian-equivalent map [`edge_prune_theory`][] (deterministic in the large-N limit).
     `params_kept` counts `k N + k` (node) or `p K N + K` (edge) for input dimension `N`.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    name = _method_name(method)
     activation = get_activation(activation)
     K = state.K
-    k, p = _keep_to_k_or_p(method, float(keep), K)
-    if method in NODE_METHODS:
-        r = expected_node_error(state, k, method=method.removesuffix("-node"), reweight=reweight,
-                                kernel=kernel, beta=beta, jitter=jitter, samples=samples, key=key,
-                                activation=activation)
-        return {"method": method, "option": reweight, "k": k, "p": k / K, "params_kept": node_params(K, N, k),
+    k, p = _budget(name, K, keep, k, p)
+    if name in NODE_METHODS:
+        if pruning_option("rescale", rescale, name="rescale").name != "none":
+            raise ValueError(f"rescale applies to edge methods only; got rescale={rescale!r} for {name}")
+        selector = method if isinstance(method, AbstractNodeSelector) else name.removesuffix("-node")
+        rw = pruning_option("reweight", reweight, name="reweight").name
+        r = expected_node_error(state, k, method=selector, reweight=rw, kernel=kernel, beta=beta, jitter=jitter,
+                                samples=samples, key=key, activation=activation)
+        return {"method": name, "option": rw, "k": k, "p": k / K, "params_kept": node_params(K, N, k),
                 "mean": float(r.mean), "std": float(r.std), "stderr": float(r.stderr), "min": float(r.min),
                 "max": float(r.max), "exact": bool(r.exact), "status": int(r.status)}
-    r = edge_prune_theory(state, p, method=method.removesuffix("-edge"), rescale=rescale, activation=activation)
+    if pruning_option("reweight", reweight, name="reweight").name != "none":
+        raise ValueError(f"reweight applies to node methods only; got reweight={reweight!r} for {name}")
+    rs = pruning_option("rescale", rescale, name="rescale").name
+    r = edge_prune_theory(state, p, method=name.removesuffix("-edge"), rescale=rs, activation=activation)
     eps = float(r.eps_g)
-    return {"method": method, "option": rescale, "k": None, "p": p, "params_kept": edge_params(K, N, p),
+    return {"method": name, "option": rs, "k": None, "p": p, "params_kept": edge_params(K, N, p),
             "mean": eps, "std": 0.0, "stderr": 0.0, "min": eps, "max": eps, "exact": True,
             "status": int(r.status)}
 
@@ -127,12 +172,12 @@ def compare_methods(
         for m in methods:
             if m in NODE_METHODS:
                 for rw in reweights:
-                    row = prune_expected(state, m, k, reweight=rw, kernel=kernel, jitter=jitter, N=N,
+                    row = prune_expected(state, m, k=k, reweight=rw, kernel=kernel, jitter=jitter, N=N,
                                          activation=activation)
                     rows.append(row | {"budget_k": k})
             else:
                 for rs in rescales:
-                    row = prune_expected(state, m, p, rescale=rs, N=N, activation=activation)
+                    row = prune_expected(state, m, p=p, rescale=rs, N=N, activation=activation)
                     rows.append(row | {"budget_k": k})
     return rows
 

@@ -1,152 +1,61 @@
-"""k-DPP algebra: elementary symmetric polynomials, exact sampling, closed-form inclusion probabilities.
+"""k-DPP algebra: validation of a kernel, exact subset probabilities (one subset, or all by enumeration) and
+closed-form inclusion probabilities (docs/theory.md, section 6.1).
 
 A k-DPP with a positive semidefinite kernel `L` (`K x K`) draws a size-`k` subset `S` of `{0, ..., K-1}`
 with probability `P(S) = det(L_S) / e_k(L)`, where `e_k(L)` is the `k`-th elementary symmetric polynomial
-of the eigenvalues of `L`. Subsets have static size `k`: a sample is either the `k` sorted indices or a
-boolean mask of length `K`; nothing traced has a data-dependent shape.
-
-Everything here is pure JAX (jit / vmap friendly, `k` static) except the host-level validation
-[`check_kdpp_kernel`][] and the static subset enumeration [`enumerate_subsets`][], which are NumPy.
+of the eigenvalues of `L` (`_kdpp_eigen`). The exact sampler lives in `_dpp_sample` (re-exported here).
+Determinants of the `k x k` blocks use the LAPACK-free [`logdet_psd`][] (batched LAPACK hangs on CPU).
 
 References: A. Kulesza and B. Taskar, "Determinantal Point Processes for Machine Learning",
-Foundations and Trends in Machine Learning 5 (2012), arXiv:1207.6083; section 5.2 (k-DPPs),
-Algorithm 7 (elementary symmetric polynomials), Algorithm 8 (sampling a k-DPP), Algorithm 1 (phase 2).
+Foundations and Trends in Machine Learning 5 (2012), arXiv:1207.6083; section 5.2 (k-DPPs).
 """
+
+from __future__ import annotations
 
 import functools
 import itertools
 import math
-import operator
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+from ._dpp_sample import sample_kdpp as sample_kdpp
+from ._dpp_sample import sample_kdpp_mask as sample_kdpp_mask
+from ._dpp_sample import sample_uniform_subset as sample_uniform_subset
+from ._dpp_sample import sample_uniform_subset_mask as sample_uniform_subset_mask
+from ._kdpp_eigen import KDPPEigen as KDPPEigen
+from ._kdpp_eigen import kdpp_eigen as kdpp_eigen
+from ._kdpp_eigen import log_elementary_symmetric as log_elementary_symmetric
+from ._kdpp_eigen import (
+    _as_eigen,
+    _check_size,
+    _check_square,
+    _float_dtype,
+    _log_esp_table,
+    _safe_log,
+    _shift_up,
+    _static_int,
+)
+from ._linalg import logdet_psd
 
 __all__ = [
-    "KDPPEigen",
     "check_kdpp_kernel",
     "enumerate_subsets",
-    "kdpp_eigen",
     "kdpp_enumerate",
     "kdpp_log_prob",
     "kdpp_marginals",
-    "log_elementary_symmetric",
-    "sample_kdpp",
-    "sample_kdpp_mask",
-    "sample_uniform_subset",
-    "sample_uniform_subset_mask",
     "uniform_marginals",
 ]
 
 # Upper bound on the number of float entries of one block of the pairwise contraction in
 # `kdpp_marginals` (8M float64 = 64 MiB); it only trades memory for the number of scan steps.
 _PAIR_BLOCK_ELEMENTS = 8 * 1024 * 1024
-# Batch size of the vectorised determinant evaluation in `kdpp_enumerate`.
-_ENUMERATE_BATCH = 8192
-# Keys per vmapped block when `sample_kdpp` is vmapped over many keys: about this many bytes of
-# per-sample basis (`8 k K` each), clipped to [min, max]. On CPU a small block stays in cache (4 MiB
-# measured best for K = 500, k = 50); accelerators want wide blocks, bounded only by memory.
-_SAMPLE_CHUNK_BYTES = {"cpu": 4 * 1024 * 1024}
-_SAMPLE_CHUNK_BYTES_ACCELERATOR = 1024 * 1024 * 1024
-_SAMPLE_CHUNK_MIN = 8
-_SAMPLE_CHUNK_MAX = 1024
-
-
-# --------------------------------------------------------------------------------------------------
-# Small helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def _static_int(value, name: str) -> int:
-    """`value` as a Python int, or a ValueError naming the argument (it must be static)."""
-    if isinstance(value, bool):
-        raise ValueError(f"`{name}` must be a Python integer, got the bool {value!r}.")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(
-            f"`{name}` must be a static Python integer (it fixes array shapes), "
-            f"got {type(value).__name__} {value!r}."
-        ) from None
-
-
-def _check_size(k, K: int, *, low: int = 1) -> int:
-    k = _static_int(k, "k")
-    if not low <= k <= K:
-        raise ValueError(f"`k` must satisfy {low} <= k <= K = {K}, got k = {k}.")
-    return k
-
-
-def _float_dtype(x: Array):
-    return x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
-
-
-def _check_square(L: Array, name: str = "L") -> int:
-    if L.ndim != 2 or L.shape[0] != L.shape[1]:
-        raise ValueError(f"`{name}` must be a square K x K matrix, got shape {L.shape}.")
-    return L.shape[0]
-
-
-def _safe_log(x: Array) -> Array:
-    """`log(x)` for `x > 0` and `-inf` for `x <= 0`, with finite gradients where `x > 0`."""
-    positive = x > 0
-    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), -jnp.inf)
-
-
-def _shift_up(log_e: Array, log_lam: Array) -> Array:
-    """`log(lam * e_{j-1})` for every degree `j` (with `e_{-1} = 0`), along the last axis."""
-    pad = jnp.full(log_e.shape[:-1] + (1,), -jnp.inf, log_e.dtype)
-    return jnp.concatenate([pad, log_e[..., :-1]], axis=-1) + log_lam
-
-
-def _log_esp_table(log_lam: Float[Array, " K"], k: int) -> Float[Array, "K+1 k+1"]:
-    """Row `n` holds `log e_j(lambda_0, ..., lambda_{n-1})`, `j = 0..k` (Kulesza & Taskar Alg. 7)."""
-    init = jnp.full((k + 1,), -jnp.inf, log_lam.dtype).at[0].set(0)
-
-    def step(log_e, ll):
-        new = jnp.logaddexp(log_e, _shift_up(log_e, ll))
-        return new, new
-
-    _, rows = jax.lax.scan(step, init, log_lam)
-    return jnp.concatenate([init[None, :], rows], axis=0)
-
-
-# --------------------------------------------------------------------------------------------------
-# Elementary symmetric polynomials
-# --------------------------------------------------------------------------------------------------
-
-
-@eqx.filter_jit
-def log_elementary_symmetric(eigenvalues: Float[ArrayLike, " K"], k: int) -> Float[Array, " k+1"]:
-    """Logarithms of the elementary symmetric polynomials `e_0, ..., e_k` of nonnegative values.
-
-    Runs the recursion `e_j(lambda_1..lambda_n) = e_j(lambda_1..lambda_{n-1}) + lambda_n e_{j-1}(...)`
-    (Kulesza & Taskar 2012, Algorithm 7) in log space, `log e_j <- logaddexp(log e_j, log lambda_n +
-    log e_{j-1})`. Every term is nonnegative, so nothing cancels: the relative error is `O(K eps)` for
-    any spread of magnitudes, and nothing overflows or underflows.
-
-    **Arguments:**
-
-    - `eigenvalues`: nonnegative values `lambda` (negative entries are treated as zero).
-    - `k`: static largest degree, `k >= 0`.
-
-    **Returns:**
-
-    `log e_j` for `j = 0..k`, with `log e_0 = 0` and `-inf` where `e_j = 0` (e.g. `j > K`).
-
-    References: Kulesza & Taskar 2012, section 5.2.1, Algorithm 7.
-    """
-    eigenvalues = jnp.asarray(eigenvalues)
-    if eigenvalues.ndim != 1:
-        raise ValueError(f"`eigenvalues` must be one-dimensional, got shape {eigenvalues.shape}.")
-    k = _static_int(k, "k")
-    if k < 0:
-        raise ValueError(f"`k` must be >= 0, got {k}.")
-    eigenvalues = eigenvalues.astype(_float_dtype(eigenvalues))
-    return _log_esp_table(_safe_log(eigenvalues), k)[-1]
+# Subsets per block of the determinant evaluation in `kdpp_enumerate` (fixed blocks, the last one padded).
+_ENUMERATE_BATCH = 4096
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,70 +129,6 @@ def check_kdpp_kernel(L: ArrayLike, k: int, *, jitter: float = 0.0) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Eigendecomposition
-# --------------------------------------------------------------------------------------------------
-
-
-class KDPPEigen(eqx.Module):
-    """Eigendecomposition `L = V diag(lambda) V^T` of a k-DPP kernel, computed once and reused.
-
-    **Fields:**
-
-    - `eigenvalues`: `lambda`, nonnegative, ascending.
-    - `eigenvectors`: `V`, orthonormal columns; column `n` belongs to `eigenvalues[n]`.
-
-    Build it with [`kdpp_eigen`][]. References: Kulesza & Taskar 2012, section 5.2.2.
-    """
-
-    eigenvalues: Float[Array, " K"]
-    eigenvectors: Float[Array, "K K"]
-
-    def __check_init__(self):
-        lam, vec = self.eigenvalues, self.eigenvectors
-        if lam.ndim != 1 or vec.shape != lam.shape * 2:
-            raise ValueError(
-                "`eigenvalues` must have shape (K,) and `eigenvectors` shape (K, K); "
-                f"got {lam.shape} and {vec.shape}."
-            )
-
-    @property
-    def size(self) -> int:
-        """The ground-set size `K`."""
-        return self.eigenvalues.shape[0]
-
-
-@eqx.filter_jit
-def kdpp_eigen(L: Float[ArrayLike, "K K"], jitter: float | Float[ArrayLike, ""] = 0.0) -> KDPPEigen:
-    """Eigendecompose `(L + L^T) / 2 + jitter I = V diag(lambda) V^T` once, for many samples.
-
-    Rounding-level negative eigenvalues are clipped to zero. No validation of values is done here (it
-    runs under `jit`); see [`check_kdpp_kernel`][].
-
-    **Arguments:**
-
-    - `L`: the `K x K` symmetric positive semidefinite kernel.
-    - `jitter`: nonnegative ridge added to the diagonal.
-
-    **Returns:**
-
-    A [`KDPPEigen`][].
-
-    References: Kulesza & Taskar 2012, Algorithm 8 (input).
-    """
-    L = jnp.asarray(L)
-    K = _check_square(L)
-    dtype = _float_dtype(L)
-    L = L.astype(dtype)
-    sym = 0.5 * (L + L.T) + jnp.asarray(jitter, dtype) * jnp.eye(K, dtype=dtype)
-    lam, vec = jnp.linalg.eigh(sym)
-    return KDPPEigen(eigenvalues=jnp.maximum(lam, 0), eigenvectors=vec)
-
-
-def _as_eigen(eig_or_L) -> KDPPEigen:
-    return eig_or_L if isinstance(eig_or_L, KDPPEigen) else kdpp_eigen(eig_or_L)
-
-
-# --------------------------------------------------------------------------------------------------
 # Exact probabilities
 # --------------------------------------------------------------------------------------------------
 
@@ -314,8 +159,7 @@ def kdpp_log_prob(L: Float[ArrayLike, "K K"], mask: Bool[ArrayLike, " K"]) -> Fl
     dtype = _float_dtype(L)
     L = 0.5 * (L + L.T).astype(dtype)
     block = jnp.where(mask[:, None] & mask[None, :], L, jnp.eye(K, dtype=dtype))
-    sign, logdet = jnp.linalg.slogdet(block)
-    logdet = jnp.where(sign > 0, logdet, -jnp.inf)
+    logdet = logdet_psd(block)
     log_e = log_elementary_symmetric(jnp.maximum(jnp.linalg.eigvalsh(L), 0), K)
     return logdet - log_e[jnp.sum(mask)]
 
@@ -353,14 +197,18 @@ def enumerate_subsets(K: int, k: int) -> Bool[np.ndarray, "C K"]:
 
 @jax.jit
 def _enumerate_probs(L: Float[Array, "K K"], idx: Int[Array, "C k"]) -> Float[Array, " C"]:
-    def logdet(rows):
-        sign, value = jnp.linalg.slogdet(L[rows[:, None], rows[None, :]])
-        return jnp.where(sign > 0, value, -jnp.inf)
+    """`det(L_S) / sum_T det(L_T)` over the subsets `S` given as rows of `idx`, in fixed blocks of
+    `_ENUMERATE_BATCH` (the last padded; one compiled block), each a vmap of the LAPACK-free `logdet_psd`."""
+    C = idx.shape[0]
+    B = min(C, _ENUMERATE_BATCH)
+    num = -(-C // B)
+    padded = jnp.concatenate([idx, jnp.broadcast_to(idx[:1], (num * B - C, idx.shape[1]))])
 
-    if idx.shape[0] <= _ENUMERATE_BATCH:
-        logdets = jax.vmap(logdet)(idx)
-    else:  # bounded memory: blocks of subsets, one after the other
-        logdets = jax.lax.map(logdet, idx, batch_size=_ENUMERATE_BATCH)
+    def block(rows):
+        return jax.vmap(lambda r: logdet_psd(L[r[:, None], r[None, :]]))(rows)
+
+    blocks = padded.reshape(num, B, idx.shape[1])
+    logdets = (block(blocks[0])[None] if num == 1 else jax.lax.map(block, blocks)).reshape(-1)[:C]
     return jnp.exp(logdets - jsp.logsumexp(logdets))
 
 
@@ -369,8 +217,9 @@ def kdpp_enumerate(
 ) -> tuple[Bool[np.ndarray, "C K"], Float[Array, " C"]]:
     """Exact k-DPP probabilities of all `C(K, k)` subsets, `P(S) = det(L_S) / sum_{|T|=k} det(L_T)`.
 
-    The `C` determinants of the gathered `k x k` blocks are batched `slogdet`s; the normaliser is their
-    log-sum-exp, which equals `e_k(L)` (Kulesza & Taskar 2012, eq. 5.2). Memory and time grow like
+    The `C` determinants of the gathered `k x k` blocks are LAPACK-free eliminations ([`logdet_psd`][]);
+    the normaliser is their log-sum-exp, which equals `e_k(L)` (Kulesza & Taskar 2012, eq. 5.2). Memory and
+    time grow like
     `C(K, k) k^3`: meant for `C(K, k)` up to a few `1e5`.
 
     **Arguments:**
@@ -390,245 +239,6 @@ def kdpp_enumerate(
     L = L.astype(_float_dtype(L))
     idx = _subset_indices(K, k)
     return enumerate_subsets(K, k), _enumerate_probs(0.5 * (L + L.T), jnp.asarray(idx))
-
-
-# --------------------------------------------------------------------------------------------------
-# Sampling
-# --------------------------------------------------------------------------------------------------
-
-
-def _select_eigenvectors(
-    u: Float[Array, " K"], log_lam: Float[Array, " K"], table: Float[Array, "K+1 k+1"], k: int
-) -> Int[Array, " k"]:
-    """Phase 1 of Kulesza & Taskar Alg. 8: the eigenvector subset `J`, `P(J) = prod(lambda_J) / e_k`.
-
-    Backwards over `n`, with `l` still to choose, keep `n` with probability
-    `lambda_n e_{l-1}(lambda_0..lambda_{n-1}) / e_l(lambda_0..lambda_n)` (forced once `l = n + 1`).
-    `table` is `_log_esp_table(log_lam, k)`. Returns the `k` chosen indices, ascending.
-    """
-    K = log_lam.shape[0]
-    n = jnp.arange(K)[::-1]
-
-    def step(carry, xs):
-        remaining, chosen = carry
-        n, ll, row_before, row_with, un = xs
-        logp = ll + row_before[jnp.maximum(remaining - 1, 0)] - row_with[remaining]
-        take = (remaining > 0) & ((un < jnp.exp(logp)) | (remaining > n))
-        chosen = chosen.at[jnp.where(take, remaining - 1, k)].set(n, mode="drop")
-        return (remaining - take.astype(remaining.dtype), chosen), None
-
-    xs = (n, log_lam[::-1], table[:-1][::-1], table[1:][::-1], u)
-    init = (jnp.asarray(k, n.dtype), jnp.zeros((k,), n.dtype))
-    (_, chosen), _ = jax.lax.scan(step, init, xs)
-    return chosen
-
-
-def _categorical(weight: Float[Array, " K"], u: Float[Array, ""]) -> Int[Array, ""]:
-    """Index `i` with probability `weight_i / sum(weight)` by inverse CDF with one uniform `u`.
-
-    Two levels (blocks of about `sqrt(K)` items, then items within the chosen block) keep the cost
-    `O(K)`: a one-level `cumsum` over `K` items costs `O(K^2)` on CPU. Zero-weight items are never
-    returned while some weight is positive (rounding at block edges falls back to the heaviest item).
-    """
-    (K,) = weight.shape
-    size = max(1, math.isqrt(K - 1) + 1)
-    num = -(-K // size)
-    blocks = jnp.pad(weight, (0, num * size - K)).reshape(num, size)
-    totals = jnp.sum(blocks, axis=1)
-    cdf = jnp.cumsum(totals)
-    x = u * cdf[-1]
-    b = jnp.minimum(jnp.sum(cdf <= x), num - 1)
-    b = jnp.where(totals[b] > 0, b, jnp.argmax(totals))
-    inner = blocks[b]
-    y = x - jnp.where(b > 0, cdf[jnp.maximum(b - 1, 0)], 0)
-    j = jnp.minimum(jnp.sum(jnp.cumsum(inner) <= y), size - 1)
-    j = jnp.where(inner[j] > 0, j, jnp.argmax(inner))
-    return b * size + j
-
-
-def _sample_projection(u: Float[Array, " k"], basis: Float[Array, "k K"]) -> Int[Array, " k"]:
-    """Phase 2 (Kulesza & Taskar Alg. 1, second loop): sample the projection DPP with kernel `B^T B`.
-
-    `basis` holds `k` orthonormal vectors of length `K` as rows (the selected eigenvectors). Item `i` is
-    drawn with probability proportional to the squared norm of row `i` of the current orthonormal basis
-    (a `K x (k - t)` matrix); the basis is then restricted to `e_i^perp`. With `phi_j` the columns of
-    `basis` and `r_1, r_2, ...` the orthonormal directions removed so far (`r_t` is `phi_{i_t}` projected
-    off `r_1..r_{t-1}`, normalised), the current basis is `basis^T (I - sum_s r_s r_s^T)`, which is
-    orthonormal on the complement of the removed directions, and its squared row norms are
-    `d_j = |phi_j|^2 - sum_s (phi_j . r_s)^2`. Only `d` (length `K`) and the `r_s` (`k x k`) are
-    updated: `O(K k)` per item, fixed shapes, chosen items masked out instead of removed.
-    """
-    k, K = basis.shape
-    dtype = basis.dtype
-
-    def step(carry, xs):
-        d, removed, chosen = carry
-        t, ut = xs
-        i = _categorical(jnp.where(chosen, 0, jnp.maximum(d, 0)), ut)
-        r = basis[:, i]
-        r = r - (removed @ r) @ removed
-        r = r - (removed @ r) @ removed  # second Gram-Schmidt pass ("twice is enough")
-        r = r / jnp.sqrt(jnp.sum(r**2))
-        d = d - (r @ basis) ** 2
-        removed = removed.at[t].set(r)
-        return (d, removed, chosen.at[i].set(True)), i
-
-    init = (jnp.sum(basis**2, axis=0), jnp.zeros((k, k), dtype), jnp.zeros((K,), bool))
-    _, items = jax.lax.scan(step, init, (jnp.arange(k), u))
-    return items
-
-
-def _draw(
-    key: PRNGKeyArray,
-    log_lam: Float[Array, " K"],
-    table: Float[Array, "K+1 k+1"],
-    vec_t: Float[Array, "K K"],
-    k: int,
-) -> Int[Array, " k"]:
-    """One k-DPP sample, given `log lambda`, its polynomial table and the eigenvectors as rows."""
-    K = log_lam.shape[0]
-    u = jax.random.uniform(key, (K + k,), log_lam.dtype)
-    columns = _select_eigenvectors(u[:K], log_lam, table, k)
-    return jnp.sort(_sample_projection(u[K:], vec_t[columns]))
-
-
-def _prepare(lam: Float[Array, " K"], vec: Float[Array, "K K"], k: int):
-    """Per-kernel quantities shared by all samples: `log lambda`, the table, `V^T`."""
-    log_lam = _safe_log(lam)
-    return log_lam, _log_esp_table(log_lam, k), vec.T
-
-
-def _chunk_size(K: int, k: int) -> int:
-    """Keys per block when a batch of samples runs as a `lax.map` (see `_SAMPLE_CHUNK_BYTES`)."""
-    backend = jax.default_backend()
-    budget = _SAMPLE_CHUNK_BYTES.get(backend, _SAMPLE_CHUNK_BYTES_ACCELERATOR)
-    upper = _SAMPLE_CHUNK_MAX if backend == "cpu" else 1 << 20
-    return max(_SAMPLE_CHUNK_MIN, min(upper, budget // (8 * k * K)))
-
-
-@functools.lru_cache(maxsize=None)
-def _batched_sampler(k: int):
-    """The one-sample sampler for a static `k`, with a batching rule for many keys and one kernel.
-
-    Under `vmap` over keys alone, the samples are drawn by `lax.map` over blocks of keys (each block
-    vmapped) instead of one vmap over the whole batch: the eigendecomposition and the polynomial table
-    are shared, the per-block working set stays in cache, and memory stays bounded for any number of
-    keys (a plain vmap holds a `k x K` basis per key at once). Any other batching is a plain vmap.
-    """
-
-    def one(key, lam, vec):
-        return _draw(key, *_prepare(lam, vec, k), k)
-
-    @jax.custom_batching.custom_vmap
-    def sampler(key, lam, vec):
-        return one(key, lam, vec)
-
-    @sampler.def_vmap
-    def _rule(axis_size, in_batched, key, lam, vec):
-        key_batched, lam_batched, vec_batched = in_batched
-        if key_batched and not lam_batched and not vec_batched:
-            chunk = max(1, min(_chunk_size(lam.shape[0], k), axis_size))
-            num = -(-axis_size // chunk)
-            # Pad to whole blocks (repeating keys; the extra samples are dropped) so that a single
-            # block computation is compiled, rather than one more for a remainder.
-            keys = jnp.concatenate([key, key[: num * chunk - axis_size]])
-            keys = keys.reshape((num, chunk) + key.shape[1:])
-            shared = _prepare(lam, vec, k)  # once, outside the loop over blocks
-            block = jax.vmap(lambda one_key: _draw(one_key, *shared, k))
-            out = block(keys[0])[None] if num == 1 else jax.lax.map(block, keys)
-            out = out.reshape(num * chunk, k)[:axis_size]
-        else:
-            axes = tuple(0 if b else None for b in in_batched)
-            out = jax.vmap(one, in_axes=axes)(key, lam, vec)
-        return out, True
-
-    return sampler
-
-
-@eqx.filter_jit
-def sample_kdpp(
-    key: PRNGKeyArray, eig_or_L: KDPPEigen | Float[ArrayLike, "K K"], k: int
-) -> Int[Array, " k"]:
-    """Draw one exact sample of the k-DPP `P(S) = det(L_S) / e_k(L)`: `k` distinct sorted indices.
-
-    Kulesza & Taskar 2012, Algorithm 8: phase 1 selects `k` eigenvectors `J` with probability
-    `prod(lambda_J) / e_k(lambda)` by a backward pass over the log elementary symmetric polynomials;
-    phase 2 samples the projection DPP spanned by `V_J` item by item (`k` steps, `lax.scan`, fixed
-    shapes). Cost `O(K k)` for phase 1 plus `O(K k^2)` for phase 2 once `eig` is known. Vectorise with
-    `jax.vmap(sample_kdpp, in_axes=(0, None, None))`: the eigendecomposition and the polynomial table
-    are then computed once, and the keys are processed in cache-sized vmapped blocks (a custom
-    batching rule). The kernel must have `e_k(L) > 0` (see [`check_kdpp_kernel`][]); otherwise the
-    output is meaningless. Not differentiable (the kernel enters through `stop_gradient`).
-
-    **Arguments:**
-
-    - `key`: a PRNG key.
-    - `eig_or_L`: a [`KDPPEigen`][] (reuse it across calls) or the `K x K` kernel `L`.
-    - `k`: static subset size, `1 <= k <= K`.
-
-    **Returns:**
-
-    The `k` sampled indices, sorted ascending.
-
-    References: Kulesza & Taskar 2012, Algorithm 8 (and Algorithm 1 for phase 2).
-    """
-    eig = _as_eigen(eig_or_L)
-    k = _check_size(k, eig.size)
-    lam = jax.lax.stop_gradient(eig.eigenvalues)
-    vec = jax.lax.stop_gradient(eig.eigenvectors)
-    return _batched_sampler(k)(key, lam, vec)
-
-
-@eqx.filter_jit
-def sample_kdpp_mask(
-    key: PRNGKeyArray, eig_or_L: KDPPEigen | Float[ArrayLike, "K K"], k: int
-) -> Bool[Array, " K"]:
-    """One exact k-DPP sample as a boolean mask of length `K` (see [`sample_kdpp`][]).
-
-    References: Kulesza & Taskar 2012, Algorithm 8.
-    """
-    eig = _as_eigen(eig_or_L)
-    items = sample_kdpp(key, eig, k)
-    return jnp.zeros((eig.size,), bool).at[items].set(True)
-
-
-@eqx.filter_jit
-def sample_uniform_subset(key: PRNGKeyArray, K: int, k: int) -> Int[Array, " k"]:
-    """A subset of size `k` of `{0..K-1}` drawn uniformly among the `C(K, k)`: sorted indices.
-
-    **Arguments:**
-
-    - `key`: a PRNG key.
-    - `K`: static ground-set size.
-    - `k`: static subset size, `0 <= k <= K`.
-
-    **Returns:**
-
-    The `k` indices (those of the `k` largest of `K` iid uniforms), sorted ascending.
-    """
-    K = _static_int(K, "K")
-    k = _check_size(k, K, low=0)
-    _, items = jax.lax.top_k(jax.random.uniform(key, (K,)), k)
-    return jnp.sort(items)
-
-
-def sample_uniform_subset_mask(key: PRNGKeyArray, K: int, k: Int[ArrayLike, ""]) -> Bool[Array, " K"]:
-    """The subset of [`sample_uniform_subset`][] (the `k` largest of `K` iid uniforms, same key) as a boolean
-    mask of length `K`; `k` may be traced, so one compilation serves every subset size.
-
-    **Arguments:** `key` (a PRNG key); `K` (static ground-set size); `k` (subset size, `0 <= k <= K`, checked
-    when concrete).
-    """
-    K = _static_int(K, "K")
-    if not isinstance(k, jax.core.Tracer):
-        k = _check_size(k, K, low=0)
-    return _uniform_subset_mask(key, K, jnp.asarray(k))
-
-
-@functools.partial(jax.jit, static_argnums=1)
-def _uniform_subset_mask(key, K: int, k):
-    rank = jnp.argsort(jnp.argsort(-jax.random.uniform(key, (K,))))  # 0 for the largest uniform
-    return rank < k
 
 
 # --------------------------------------------------------------------------------------------------

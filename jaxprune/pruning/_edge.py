@@ -29,13 +29,25 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from .._activations import AbstractActivation, Erf, get_activation
-from ._dpp import kdpp_eigen, sample_kdpp_mask
 from .._error import generalisation_error
 from .._overlaps import Overlaps
 from .._status import Status
+from ._budgets import _check_p, _per_unit
+from ._budgets import edge_params as edge_params
+from ._budgets import matched_keep_fraction as matched_keep_fraction
+from ._budgets import node_params as node_params
+from ._edge_masks import _as_weights, _keep_counts, _rank_mask  # noqa: F401  (kept importable from here)
+from ._edge_masks import apply_edge_mask as apply_edge_mask
+from ._edge_masks import dpp_edge_mask as dpp_edge_mask
+from ._edge_masks import edge_dpp_kernels as edge_dpp_kernels
+from ._edge_masks import magnitude_edge_mask as magnitude_edge_mask
+from ._edge_masks import random_edge_mask as random_edge_mask
+from ._edge_masks import reweight_edges as reweight_edges
+from ._linalg import solve_small
+from ._options import AbstractEdgeRule, AbstractRescale, pruning_option
 
 __all__ = [
     "EdgeMoments",
@@ -66,41 +78,6 @@ _METHODS = ("random", "magnitude", "dpp")
 _RESCALES = ("none", "inverse-keep", "optimal")
 _SQRT_PI = math.sqrt(math.pi)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
-
-
-# --------------------------------------------------------------------------------------------------
-# Validation helpers (host level)
-# --------------------------------------------------------------------------------------------------
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_p(p, K: int | None = None, name: str = "p"):
-    """`p` as an array of shape `()` or `(K,)`; a ValueError naming it if a concrete value leaves (0, 1]."""
-    p_arr = jnp.asarray(p, dtype=float) if not hasattr(p, "dtype") else jnp.asarray(p)
-    if not jnp.issubdtype(p_arr.dtype, jnp.floating):
-        p_arr = p_arr.astype(float)
-    if p_arr.ndim > 1 or (p_arr.ndim == 1 and K is not None and p_arr.shape[0] != K):
-        raise ValueError(
-            f"`{name}` must be a scalar or a per-unit vector of length K={K}, got shape {p_arr.shape}"
-        )
-    if _is_concrete(p_arr):
-        vals = np.asarray(p_arr)
-        if not np.all(np.isfinite(vals)) or np.any(vals <= 0) or np.any(vals > 1):
-            raise ValueError(f"`{name}` (keep fraction) must lie in (0, 1], got {vals}")
-    return p_arr
-
-
-def _per_unit(p: Array, K: int) -> Float[Array, " K"]:
-    return jnp.broadcast_to(p, (K,)) if p.ndim == 0 else p
-
-
-def _check_choice(value, name: str, allowed) -> str:
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -459,7 +436,7 @@ def optimal_edge_rescale(
         c, fc, lam = carry
         g, H = grad(c), hess(c)
         scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(H))), 1e-12)
-        step = jnp.linalg.solve(H + lam * scale * eye, -g)
+        step = solve_small(H + lam * scale * eye, -g)
         cn = c + step
         fn = f(cn)
         ok = jnp.isfinite(fn) & jnp.all(jnp.isfinite(step)) & (fn <= fc)
@@ -476,10 +453,11 @@ def optimal_edge_rescale(
 
 
 def edge_rescale(
-    state: Overlaps, moments: EdgeMoments, p: Float[Array, " K"], rescale: str, activation=Erf()
+    state: Overlaps, moments: EdgeMoments, p: Float[Array, " K"], rescale: str | AbstractRescale, activation=Erf()
 ) -> tuple[Float[Array, " K"], Int[Array, ""]]:
     """Per-unit rescale `c` of the kept weights: `none` (1), `inverse-keep` (`1/p`) or `optimal`
     ([`optimal_edge_rescale`][]), with a [`Status`][] code (SUCCESS unless the optimal solve did not converge)."""
+    rescale = pruning_option("rescale", rescale, name="rescale").name
     if rescale == "none":
         return jnp.ones((state.K,), state.Q.dtype), jnp.asarray(Status.SUCCESS, jnp.int32)
     if rescale == "inverse-keep":
@@ -533,8 +511,8 @@ def edge_prune_theory(
     state: Overlaps,
     p: Float[ArrayLike, "..."],
     *,
-    method: str = "random",
-    rescale: str = "none",
+    method: str | AbstractEdgeRule = "random",
+    rescale: str | AbstractRescale = "none",
     activation: AbstractActivation | str = Erf(),
 ) -> EdgePruningResult:
     """Edge pruning as a map on order parameters (docs/theory.md 6.2), with an optional per-unit rescale.
@@ -545,291 +523,18 @@ def edge_prune_theory(
 
     - `state`: overlaps before pruning.
     - `p`: keep fraction in `(0, 1]`, scalar or per unit (`ValueError` otherwise; not checked when traced).
-    - `method`: `"random"` (Bernoulli(p)), `"magnitude"` (`|w_ij| > t_i`, `P(|w_i| > t_i) = p`) or
-      `"dpp"` (large-N diagonal-kernel k-DPP, `pi_i(w) = mu_i w^2 / (1 + mu_i w^2)`).
-    - `rescale`: `"none"` (`c = 1`), `"inverse-keep"` (`c = 1/p`) or `"optimal"` (per-unit `c`
-      minimising `eps_g`; never worse than the other two).
+    - `method`: an edge rule or its name: [`RandomEdges`][] `"random"` (Bernoulli(p)), [`MagnitudeEdges`][]
+      `"magnitude"` (`|w_ij| > t_i`, `P(|w_i| > t_i) = p`) or [`DPPEdges`][] `"dpp"` (large-N diagonal-kernel
+      k-DPP, `pi_i(w) = mu_i w^2 / (1 + mu_i w^2)`).
+    - `rescale`: a rescaling or its name: [`NoRescale`][] `"none"` (`c = 1`), [`InverseKeepRescale`][]
+      `"inverse-keep"` (`c = 1/p`) or [`OptimalRescale`][] `"optimal"` (per-unit `c` minimising `eps_g`; never
+      worse than the other two).
     - `activation`: [`Erf`][] (default), [`Linear`][] or their names.
 
     **Returns:** [`EdgePruningResult`][]. Differentiable in `p` and in `state`.
     """
-    _check_choice(method, "method", _METHODS)
-    _check_choice(rescale, "rescale", _RESCALES)
+    method = pruning_option("edge", method, name="method").name
+    rescale = pruning_option("rescale", rescale, name="rescale").name
     activation = get_activation(activation)
     p = _check_p(p, state.K).astype(state.Q.dtype)
     return _edge_prune_theory(state, p, method, rescale, activation)
-
-
-# --------------------------------------------------------------------------------------------------
-# Concrete networks
-# --------------------------------------------------------------------------------------------------
-
-
-def _as_weights(w) -> Float[Array, "K N"]:
-    w = jnp.asarray(w)
-    if w.ndim != 2:
-        raise ValueError(f"`w` must be a (K, N) weight matrix, got shape {w.shape}")
-    if not jnp.issubdtype(w.dtype, jnp.floating):
-        w = w.astype(float)
-    return w
-
-
-def _keep_counts(p, K: int, N: int) -> np.ndarray:
-    """Per-unit kept count `k_i = floor(p_i N + 1/2)` (round half up), on the host."""
-    p = np.broadcast_to(np.asarray(_check_p(p, K)), (K,))
-    return np.floor(p * N + 0.5).astype(np.int64)
-
-
-def _rank_mask(scores: Float[Array, "K N"], k: Int[Array, " K"]) -> Bool[Array, "K N"]:
-    """Keep the `k_i` largest scores of each row (ties broken by index)."""
-    order = jnp.argsort(-scores, axis=1, stable=True)
-    ranks = jnp.argsort(order, axis=1)
-    return ranks < k[:, None]
-
-
-def random_edge_mask(
-    key: PRNGKeyArray, w: Float[ArrayLike, "K N"], p: Float[ArrayLike, "..."], *, exact: bool = True
-) -> Bool[Array, "K N"]:
-    """Random edge mask: exactly `k_i = round(p_i N)` uniformly chosen edges per unit (`exact=True`, the
-    seed paper's choice), or independent Bernoulli(`p_i`) per weight (`exact=False`)."""
-    w = _as_weights(w)
-    K, N = w.shape
-    u = jax.random.uniform(key, (K, N), w.dtype)
-    if exact:
-        return _rank_mask(u, jnp.asarray(_keep_counts(p, K, N)))
-    p = _per_unit(_check_p(p, K).astype(w.dtype), K)
-    return u < p[:, None]
-
-
-def magnitude_edge_mask(w: Float[ArrayLike, "K N"], p: Float[ArrayLike, "..."]) -> Bool[Array, "K N"]:
-    """Per-unit top-k by `|w_ij|`: exactly `k_i = round(p_i N)` edges of largest magnitude kept."""
-    w = _as_weights(w)
-    K, N = w.shape
-    return _rank_mask(jnp.abs(w), jnp.asarray(_keep_counts(p, K, N)))
-
-
-def apply_edge_mask(
-    w: Float[ArrayLike, "K N"], mask: Bool[ArrayLike, "K N"], c: Float[ArrayLike, "..."] | None = None
-) -> Float[Array, "K N"]:
-    """`w'_i = c_i (m_i * w_i)` (`c` scalar or per unit, default 1)."""
-    w = _as_weights(w)
-    mask = jnp.asarray(mask)
-    if mask.shape != w.shape:
-        raise ValueError(f"`mask` must have the shape of `w` {w.shape}, got {mask.shape}")
-    out = jnp.where(mask, w, 0.0)
-    if c is None:
-        return out
-    c = jnp.broadcast_to(jnp.asarray(c, w.dtype), (w.shape[0],))
-    return c[:, None] * out
-
-
-def edge_dpp_kernels(w: Float[ArrayLike, "K N"], x: Float[ArrayLike, "P N"]) -> Float[Array, "K N N"]:
-    """The seed paper's edge kernels `L^(i)_jl = (1/P) sum_mu (x_mu,j w_ij)(x_mu,l w_il)`
-    `= w_ij G_jl w_il`, `G = X^T X / P`."""
-    w = _as_weights(w)
-    x = jnp.asarray(x, w.dtype)
-    if x.ndim != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"`x` must be (P, N) with N={w.shape[1]}, got shape {x.shape}")
-    G = x.T @ x / x.shape[0]
-    return w[:, :, None] * G[None, :, :] * w[:, None, :]
-
-
-@jax.jit
-def _conditional_bernoulli_probs(lam: Float[Array, "K N"], k: Int[Array, " K"]) -> Float[Array, "K N"]:
-    """`pi_ij = mu_i lam_ij / (1 + mu_i lam_ij)` with `sum_j pi_ij = k_i` (bisection in `log mu_i`)."""
-    N = lam.shape[1]
-    dtype = lam.dtype
-    kf = k.astype(dtype)
-    scale = jnp.sum(lam, axis=1) / jnp.maximum(jnp.sum(lam > 0, axis=1), 1)
-    lam_n = lam / jnp.where(scale > 0, scale, 1.0)[:, None]
-
-    def bisect(_, b):
-        lo, hi = b
-        mid = 0.5 * (lo + hi)
-        m = jnp.exp(mid)[:, None]
-        up = jnp.sum(m * lam_n / (1.0 + m * lam_n), axis=1) < kf
-        return jnp.where(up, mid, lo), jnp.where(up, hi, mid)
-
-    K = lam.shape[0]
-    lo, hi = jax.lax.fori_loop(0, 200, bisect, (jnp.full((K,), -80.0, dtype), jnp.full((K,), 80.0, dtype)))
-    mu = jnp.exp(0.5 * (lo + hi))[:, None]
-    pi = mu * lam_n / (1.0 + mu * lam_n)
-    return jnp.where((k >= N)[:, None], 1.0, jnp.where((k <= 0)[:, None], 0.0, pi))
-
-
-@functools.partial(jax.jit, static_argnames=("batch", "max_iter"))
-def _conditional_bernoulli(key, pi, k, *, batch: int = 16, max_iter: int = 20000):
-    """Exact k-DPP with diagonal kernel `diag(lam)` for each row: independent Bernoulli(`pi`),
-    `pi = mu lam / (1 + mu lam)`, conditioned on size `k_r` (`P(S)` is proportional to
-    `prod_{j in S} lam_j` for every `mu`), by rejection; `mu` makes the expected size `k_r`, so the
-    acceptance rate is about `1/sqrt(2 pi Var|S|)`. Returns `(mask, accepted)`."""
-    R, N = pi.shape
-    dtype = pi.dtype
-
-    def cond(c):
-        _, done, it = c
-        return jnp.any(~done) & (it < max_iter)
-
-    def body(c):
-        mask, done, it = c
-        u = jax.random.uniform(jax.random.fold_in(key, it), (R, batch, N), dtype)
-        prop = u < pi[:, None, :]
-        good = jnp.sum(prop, axis=2) == k[:, None]
-        first = jnp.argmax(good, axis=1)
-        pick = jnp.take_along_axis(prop, first[:, None, None], axis=1)[:, 0, :]
-        take = ~done & jnp.any(good, axis=1)
-        return jnp.where(take[:, None], pick, mask), done | take, it + 1
-
-    mask, done, _ = jax.lax.while_loop(
-        cond, body, (jnp.zeros((R, N), bool), jnp.zeros((R,), bool), jnp.asarray(0))
-    )
-    return mask, done
-
-
-def dpp_edge_mask(
-    key: PRNGKeyArray,
-    w: Float[ArrayLike, "K N"],
-    p: Float[ArrayLike, "..."],
-    *,
-    x: Float[ArrayLike, "P N"] | None = None,
-    kernel: str | None = None,
-    jitter: float = 0.0,
-    num_samples: int | None = None,
-) -> Bool[Array, "... K N"]:
-    """Per-unit k-DPP over each unit's `N` incoming edges, `k_i = round(p_i N)` (the seed paper's edge DPP).
-
-    - `kernel="data"` (default when `x` is given): `L^(i) = diag(w_i) (X^T X / P) diag(w_i)` (+ `jitter I`),
-      eigendecomposed once per unit and sampled exactly (Kulesza & Taskar Alg. 8) via `jaxprune._dpp`.
-    - `kernel="diagonal"` (default without `x`): `L^(i) = diag(w_ij^2)`, the iid-input limit; the k-DPP is
-      a Bernoulli product conditioned on its size, sampled exactly by rejection (any `N`).
-
-    `num_samples`: if given, return `num_samples` independent masks `(S, K, N)` reusing the kernels'
-    eigendecompositions. A kernel of numerical rank below `k_i` raises `ValueError` (pass `jitter`).
-    """
-    w = _as_weights(w)
-    K, N = w.shape
-    k = _keep_counts(p, K, N)
-    if kernel is None:
-        kernel = "diagonal" if x is None else "data"
-    _check_choice(kernel, "kernel", ("data", "diagonal"))
-    if not (math.isfinite(float(jitter)) and float(jitter) >= 0):
-        raise ValueError(f"`jitter` must be a finite nonnegative number, got {jitter!r}")
-    S = 1 if num_samples is None else int(num_samples)
-    if S < 1:
-        raise ValueError(f"`num_samples` must be a positive integer, got {num_samples!r}")
-    keys = jax.random.split(key, S)
-
-    if kernel == "diagonal":
-        lam = jnp.square(w) + jitter
-        nonzero = np.asarray(jnp.sum(lam > 0, axis=1))
-        if np.any(nonzero < k):
-            raise ValueError(
-                f"diagonal kernel of unit(s) {np.flatnonzero(nonzero < k).tolist()} has fewer nonzero "
-                f"weights than k = round(p N); pass `jitter` > 0 or a smaller `p`"
-            )
-        pi = _conditional_bernoulli_probs(lam, jnp.asarray(k))
-        # samples as extra rows of one rejection loop: (S K, N)
-        rows = jnp.broadcast_to(pi[None], (S, K, N)).reshape(S * K, N)
-        masks, ok = _conditional_bernoulli(key, rows, jnp.asarray(np.tile(k, S)))
-        masks = masks.reshape(S, K, N)
-        if not bool(np.all(np.asarray(ok))):
-            raise RuntimeError("conditional-Bernoulli rejection sampler hit its iteration cap")
-    else:
-        if x is None:
-            raise ValueError('`x` (data, P x N) is required for kernel="data"')
-        L = edge_dpp_kernels(w, x)
-        eig = jax.vmap(kdpp_eigen, in_axes=(0, None))(L, jitter)
-        lam = np.asarray(eig.eigenvalues)
-        tol = N * np.finfo(lam.dtype).eps * np.maximum(lam[:, -1], np.finfo(lam.dtype).tiny)
-        rank = np.sum(lam > tol[:, None], axis=1)
-        if np.any(rank < k):
-            raise ValueError(
-                f"data kernel of unit(s) {np.flatnonzero(rank < k).tolist()} has numerical rank "
-                f"{rank.tolist()} below k = {k.tolist()} (need P >= k and nonzero weights); pass `jitter` > 0"
-            )
-        masks = jnp.zeros((S, K, N), bool)
-        unit_keys = jax.vmap(lambda kk: jax.random.split(kk, K))(keys)  # (S, K)
-        for kk in np.unique(k):  # host loop over distinct sizes only (static k for the sampler)
-            units = np.flatnonzero(k == kk)
-            if kk == 0:
-                continue
-            sub = jax.tree_util.tree_map(lambda a: a[units], eig)
-            sampler = jax.vmap(sample_kdpp_mask, in_axes=(0, 0, None))  # over units
-            draw = jax.vmap(sampler, in_axes=(0, None, None))(unit_keys[:, units], sub, int(kk))
-            masks = masks.at[:, units, :].set(draw)
-    return masks[0] if num_samples is None else masks
-
-
-def reweight_edges(
-    w: Float[ArrayLike, "K N"],
-    mask: Bool[ArrayLike, "K N"],
-    x: Float[ArrayLike, "P N"],
-    *,
-    ridge: float = 1e-8,
-) -> Float[Array, "K N"]:
-    """Least-squares edge reweighting (the seed paper's `reweight_edge`): per unit,
-    `w'_i,kept = argmin ||X_kept w' - X w_i||^2 / P + ridge (tr G / N) ||w'||^2`, `G = X^T X / P`;
-    removed weights stay zero. Solved as `(D G D + ridge' I) w' = D G w_i`, `D = diag(m_i)` (fixed shapes)."""
-    w = _as_weights(w)
-    mask = jnp.asarray(mask)
-    x = jnp.asarray(x, w.dtype)
-    if mask.shape != w.shape:
-        raise ValueError(f"`mask` must have the shape of `w` {w.shape}, got {mask.shape}")
-    if x.ndim != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"`x` must be (P, N) with N={w.shape[1]}, got shape {x.shape}")
-    if not (float(ridge) > 0):
-        raise ValueError(f"`ridge` must be positive, got {ridge!r}")
-    return _reweight(w, mask, x, jnp.asarray(ridge, w.dtype))
-
-
-@jax.jit
-def _reweight(w, mask, x, ridge):
-    N = w.shape[1]
-    G = x.T @ x / x.shape[0]
-    lam = ridge * jnp.trace(G) / N
-    eye = jnp.eye(N, dtype=w.dtype)
-
-    def unit(wi, mi):
-        d = mi.astype(w.dtype)
-        A = d[:, None] * G * d[None, :] + lam * eye
-        b = d * (G @ wi)
-        return jnp.where(mi, jnp.linalg.solve(A, b), 0.0)
-
-    return jax.vmap(unit)(w, mask)
-
-
-# --------------------------------------------------------------------------------------------------
-# Parameter counting (docs/theory.md 6)
-# --------------------------------------------------------------------------------------------------
-
-
-def node_params(K: int, N: int, k: int) -> int:
-    """Parameters kept by node pruning to `k` of `K` units: `k N + k` (first layer plus second layer)."""
-    if not (1 <= k <= K):
-        raise ValueError(f"`k` must satisfy 1 <= k <= K={K}, got {k}")
-    return k * N + k
-
-
-def edge_params(K: int, N: int, p: float) -> float:
-    """Parameters kept by edge pruning with keep fraction `p`: `p K N + K` (all `K` second-layer weights)."""
-    _check_p(p)
-    return float(p) * K * N + K
-
-
-def matched_keep_fraction(K: int, N: int, k: int, *, rule: str = "theory") -> float:
-    """Edge keep fraction matched to node pruning to `k` of `K` units.
-
-    - `rule="theory"`: `p = k / K` (docs/theory.md 6): equal numbers of first-layer weights, `p K N = k N`.
-    - `rule="seed-paper"`: equal total parameter counts including second layers, `p K N + K = k N + k`:
-      each unit keeps `(k N + k - K) / K` edges, `p = (k N + k - K) / (K N)` (not rounded; the concrete
-      masks keep `round(p N)` per unit).
-    """
-    _check_choice(rule, "rule", ("theory", "seed-paper"))
-    if not (1 <= k <= K) or N < 1:
-        raise ValueError(f"need 1 <= k <= K and N >= 1, got K={K}, N={N}, k={k}")
-    if rule == "theory":
-        return k / K
-    p = (k * N + k - K) / (K * N)
-    if p <= 0:
-        raise ValueError(f"no positive keep fraction matches k={k} units (k N + k - K = {k * N + k - K} <= 0)")
-    return p

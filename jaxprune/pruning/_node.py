@@ -19,7 +19,6 @@ References: Acharyya, Chattoraj, Zhang, Das, Stefankovic, UAI 2021 (arXiv 2006.1
 from __future__ import annotations
 
 import math
-import operator
 from typing import Literal
 
 import equinox as eqx
@@ -41,7 +40,18 @@ from ._dpp import (
 )
 from .._error import activation_covariance
 from .._overlaps import Overlaps
+from ._masks import top_k_mask
+from ._options import (
+    AbstractNodeSelector,
+    AbstractReweight,
+    DPPNodes,
+    pruning_option,
+)
+from .._checks import check_choice, check_float, check_int, is_concrete
 from .._status import Status
+from ._node_result import NodePruningResult as NodePruningResult
+from ._node_result import _sampled_result, _weighted_result
+from ._linalg import DEFAULT_RCOND, solve_psd
 
 __all__ = [
     "NodePruningResult",
@@ -66,8 +76,6 @@ KERNELS = ("Q", "A", "rbf")
 MAX_ENUMERATE = 200_000
 #: Monte Carlo sample count used when enumeration is infeasible and `samples` is not given
 DEFAULT_SAMPLES = 10_000
-#: default relative pivot threshold of the linear solves (see `_solve_psd`)
-DEFAULT_RCOND = 1e-10
 _BATCH = 1024
 
 
@@ -76,39 +84,16 @@ _BATCH = 1024
 # --------------------------------------------------------------------------------------------------
 
 
-def _choice(value, allowed, name):
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}")
-    return value
-
-
 def _check_k(k, K) -> int:
-    if isinstance(k, bool):
-        raise ValueError(f"`k` must be an integer in 1..K = 1..{K}, got {k!r}")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise ValueError(f"`k` must be a static Python integer in 1..K = 1..{K}, got {k!r}") from None
-    if not 1 <= k <= K:
-        raise ValueError(f"`k` (units kept) must satisfy 1 <= k <= K = {K}, got {k}")
-    return k
-
-
-def _check_float(value, name, *, low=None, strict=False):
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a real number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"`{name}` must be finite, got {value!r}")
-    if low is not None and (x < low or (strict and x == low)):
-        raise ValueError(f"`{name}` must be {'>' if strict else '>='} {low}, got {value!r}")
-    return x
+    return check_int("k (units kept)", k, 1, K)
 
 
 def _check_state(state: Overlaps, name="state") -> None:
     if not isinstance(state, Overlaps):
         raise ValueError(f"`{name}` must be an Overlaps, got {type(state).__name__}")
+    if not all(is_concrete(getattr(state, f)) for f in ("Q", "R", "T", "v", "v_star")):
+        raise ValueError(f"`{name}` must be concrete: this function enumerates or samples subsets on the host and "
+                         "cannot run under jit/vmap/grad (use prune_nodes, which can)")
     for field in ("Q", "R", "T", "v", "v_star"):
         a = np.asarray(getattr(state, field))
         if not np.all(np.isfinite(a)):
@@ -116,47 +101,8 @@ def _check_state(state: Overlaps, name="state") -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# linear algebra: fixed-shape PSD solve with pivot skipping
+# linear algebra: fixed-shape PSD solve with pivot skipping (`_linalg.solve_psd`)
 # --------------------------------------------------------------------------------------------------
-
-
-def _solve_psd(
-    G: Float[Array, "n n"], b: Float[Array, " n"], rcond: float
-) -> tuple[Float[Array, " n"], Bool[Array, ""]]:
-    """Solve `G x = b` for symmetric PSD `G` by Gauss-Jordan elimination that skips tiny pivots.
-
-    Returns `(x, singular)`. The pivot of step `j` is the Schur complement `G_jj - G_jP G_PP^{-1} G_Pj` over
-    the earlier accepted units `P` (the squared distance, in the metric `G`, of unit `j` from their span).
-    A pivot below `rcond * max_i G_ii` marks `j` as numerically dependent: its equation is dropped and
-    `x_j = 0`, and the remaining units are solved exactly. For a consistent system (`b` in the range of `G`;
-    always the case for the reweighting rules, whose right-hand sides are Gram products) this is an exact
-    least-squares solution; e.g. of two identical units the first takes the whole weight. Fixed shapes and
-    elementwise updates (no LAPACK call per matrix), so batches of small systems vmap fast on CPU; unrolled
-    for `n <= 16`.
-    """
-    n = G.shape[-1]
-    rows = jnp.arange(n)
-    tol = rcond * jnp.max(jnp.abs(jnp.diagonal(G)))
-    W = jnp.concatenate([G, b[:, None]], axis=1)
-
-    def step(j, carry):
-        W, singular = carry
-        d = W[j, j]
-        ok = d > tol
-        row = jnp.where(ok, W[j] / jnp.where(ok, d, 1.0), 0.0)
-        col = jnp.where(rows == j, 0.0, W[:, j])
-        W = W - col[:, None] * row[None, :]
-        W = jnp.where((rows == j)[:, None], row[None, :], W)
-        return W, singular | ~ok
-
-    carry = (W, jnp.asarray(False))
-    if n <= 16:
-        for j in range(n):
-            carry = step(j, carry)
-    else:
-        carry = jax.lax.fori_loop(0, n, step, carry, unroll=4)
-    W, singular = carry
-    return W[:, n], singular
 
 
 def _masked_solve(
@@ -168,7 +114,7 @@ def _masked_solve(
     fill = jnp.where(scale > 0, scale, 1.0)
     eye = jnp.eye(G.shape[-1], dtype=G.dtype)
     Gm = jnp.where(both, G + ridge * eye, jnp.where(mask[:, None] | mask[None, :], 0.0, fill * eye))
-    return _solve_psd(Gm, jnp.where(mask, b, 0.0), rcond)
+    return solve_psd(Gm, jnp.where(mask, b, 0.0), rcond)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,7 +149,7 @@ def kernel_matrix(
 
     **Returns:** the symmetric `K x K` kernel `L + jitter I`.
     """
-    _choice(kernel, KERNELS, "kernel")
+    check_choice("kernel", kernel, KERNELS)
     activation = get_activation(activation)
     K = state.K
     if kernel == "Q":
@@ -219,22 +165,30 @@ def kernel_matrix(
     return L + jitter * jnp.eye(K, dtype=L.dtype)
 
 
+def importance_scores(state: Overlaps, score: str = "magnitude") -> Float[Array, " K"]:
+    """Importance score of each unit: `"magnitude"` (default) `s_i = |v_i| sqrt(Q_ii)`, the RMS of its output
+    contribution `v_i lambda_i`; `"v"` the seed paper's `s_i = v_i` (see [`ImportanceNodes`][])."""
+    check_choice("score", score, ("magnitude", "v"))
+    return _importance_scores(state, score)
+
+
 @eqx.filter_jit
-def importance_scores(state: Overlaps) -> Float[Array, " K"]:
-    """Importance (magnitude) score of each unit, `s_i = |v_i| sqrt(Q_ii)`: the RMS of its output contribution
-    `v_i lambda_i`."""
+def _importance_scores(state: Overlaps, score: str) -> Float[Array, " K"]:
+    if score == "v":
+        return state.v
     return jnp.abs(state.v) * jnp.sqrt(jnp.maximum(jnp.diagonal(state.Q), 0.0))
 
 
-def importance_mask(state: Overlaps, k: int) -> Bool[Array, " K"]:
-    """Keep the `k` units with the largest `|v_i| sqrt(Q_ii)`; ties broken by the lower index (deterministic)."""
-    return _importance_mask(state, _check_k(k, state.K))
+def importance_mask(state: Overlaps, k: int, score: str = "magnitude") -> Bool[Array, " K"]:
+    """Keep the `k` units with the largest [`importance_scores`][]; ties broken by the lower index
+    (`top_k_mask`)."""
+    check_choice("score", score, ("magnitude", "v"))
+    return _importance_mask(state, _check_k(k, state.K), score)
 
 
 @eqx.filter_jit
-def _importance_mask(state: Overlaps, k: int) -> Bool[Array, " K"]:
-    order = jnp.argsort(-importance_scores(state), stable=True)
-    return jnp.zeros((state.K,), bool).at[order[:k]].set(True)
+def _importance_mask(state: Overlaps, k: int, score: str) -> Bool[Array, " K"]:
+    return top_k_mask(_importance_scores(state, score), k)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,7 +209,7 @@ def reweighted_output_weights(
     state: Overlaps,
     mask: Bool[ArrayLike, " K"],
     *,
-    reweight: Reweight = "none",
+    reweight: Reweight | AbstractReweight = "none",
     activation: AbstractActivation | str = Erf(),
     ridge: float | Float[ArrayLike, ""] = 0.0,
     rcond: float = DEFAULT_RCOND,
@@ -271,7 +225,7 @@ def reweighted_output_weights(
     skipping dependent pivots (see `_solve_psd`, relative threshold `rcond`), which still gives an exact
     least-squares solution, and the status is `Status.SINGULAR` instead of `Status.SUCCESS`.
     """
-    _choice(reweight, REWEIGHTS, "reweight")
+    reweight = pruning_option("reweight", reweight, name="reweight").name
     mask = _check_mask(mask, state.K)
     activation = get_activation(activation)
     m = mask.astype(state.v.dtype)
@@ -298,7 +252,7 @@ def prune_nodes(
     state: Overlaps,
     mask: Bool[ArrayLike, " K"],
     *,
-    reweight: Reweight = "none",
+    reweight: Reweight | AbstractReweight = "none",
     activation: AbstractActivation | str = Erf(),
     ridge: float | Float[ArrayLike, ""] = 0.0,
     rcond: float = DEFAULT_RCOND,
@@ -312,8 +266,8 @@ def prune_nodes(
 
     - `state`: the [`Overlaps`][] of the unpruned student.
     - `mask`: boolean `(K,)`, `True` for kept units.
-    - `reweight`: `"none"`, `"preactivation"`, `"activation"` or `"optimal"` (see
-      [`reweighted_output_weights`][]).
+    - `reweight`: an [`AbstractReweight`][] or its name `"none"`, `"preactivation"`, `"activation"`,
+      `"optimal"` (see [`reweighted_output_weights`][]).
     - `activation`: the activation (`Erf()` by default); used by the activation-space rules.
     - `ridge`: Tikhonov term added to the kept block before solving (default 0).
     - `rcond`: relative pivot threshold under which a kept unit counts as linearly dependent.
@@ -369,10 +323,10 @@ def _subset_error(blocks: _Blocks, idx: Int[Array, " k"], reweight: str, rcond: 
     else:
         G_SS = blocks.G[sub] + ridge * jnp.eye(k, dtype=A_SS.dtype)
         if reweight == "optimal":
-            vp, singular = _solve_psd(A_SS + ridge * jnp.eye(k, dtype=A_SS.dtype), b_S, rcond)
+            vp, singular = solve_psd(A_SS + ridge * jnp.eye(k, dtype=A_SS.dtype), b_S, rcond)
         else:
             rhs = blocks.Gv[idx] - blocks.G[sub] @ v_S  # G_{S,Sc} v_Sc
-            x, singular = _solve_psd(G_SS, rhs, rcond)
+            x, singular = solve_psd(G_SS, rhs, rcond)
             vp = v_S + x
     err = 0.5 * (vp @ A_SS @ vp - 2.0 * vp @ b_S + blocks.c)
     return err, singular
@@ -411,110 +365,6 @@ def _sample_indices(key, eig, K: int, k: int, samples: int, dpp: bool) -> Int[Ar
     return jax.vmap(sample_uniform_subset, in_axes=(0, None, None))(keys, K, k)
 
 
-# --------------------------------------------------------------------------------------------------
-# results
-# --------------------------------------------------------------------------------------------------
-
-
-class NodePruningResult(eqx.Module):
-    """Expected `eps_g` of node pruning to `k` units under a subset distribution.
-
-    **Fields:**
-
-    - `mean`: `E_S[eps_g(S)]` (exact, or the Monte Carlo estimate).
-    - `std`: spread of `eps_g(S)` over subsets (probability-weighted when exact; sample std for Monte Carlo;
-      NaN from the closed form).
-    - `stderr`: standard error of `mean` (0 when exact).
-    - `min`, `max`: extreme errors over the support (or the samples); NaN from the closed form.
-    - `exact`: `True` for enumeration, a point mass or the closed form; `False` for Monte Carlo.
-    - `num_subsets`: subsets enumerated (`C(K, k)`), samples drawn, or 1 for a point mass.
-    - `status`: `Status.SINGULAR` if any solve hit a singular block, else `Status.SUCCESS`.
-    - `num_singular`: number of subsets (or samples) whose solve was singular.
-    - `method`, `reweight`: what was computed.
-    - `masks`, `probs`, `errors`: per-subset masks `(C, K)`, probabilities `(C,)` and errors `(C,)`, only when
-      requested (`return_errors=True`), else `None`.
-    """
-
-    mean: Float[Array, ""]
-    std: Float[Array, ""]
-    stderr: Float[Array, ""]
-    min: Float[Array, ""]
-    max: Float[Array, ""]
-    status: Int[Array, ""]
-    num_singular: Int[Array, ""]
-    exact: bool = eqx.field(static=True)
-    num_subsets: int = eqx.field(static=True)
-    method: str = eqx.field(static=True)
-    reweight: str = eqx.field(static=True)
-    masks: Bool[ArrayLike, "C K"] | None = None
-    probs: Float[Array, " C"] | None = None
-    errors: Float[Array, " C"] | None = None
-
-    def summary(self) -> str:
-        """One line for logs and the CLI."""
-        kind = "exact" if self.exact else "Monte Carlo"
-        return (
-            f"{self.method}/{self.reweight}: eps_g = {float(self.mean):.6g} +- {float(self.stderr):.2g} "
-            f"(std over subsets {float(self.std):.3g}, min {float(self.min):.4g}, max {float(self.max):.4g}; "
-            f"{kind}, {self.num_subsets} subsets, {int(self.num_singular)} singular)"
-        )
-
-
-def _status_of(singular) -> tuple[Array, Array]:
-    n = jnp.sum(singular).astype(jnp.int32)
-    return jnp.where(n > 0, Status.SINGULAR, Status.SUCCESS).astype(jnp.int32), n
-
-
-def _weighted_result(errors, probs, singular, *, method, reweight, masks, return_errors) -> NodePruningResult:
-    mean = jnp.sum(probs * errors)
-    var = jnp.sum(probs * jnp.square(errors - mean))
-    support = probs > 0
-    status, n_sing = _status_of(singular & support)
-    return NodePruningResult(
-        mean=mean,
-        std=jnp.sqrt(jnp.maximum(var, 0.0)),
-        stderr=jnp.zeros_like(mean),
-        min=jnp.min(jnp.where(support, errors, jnp.inf)),
-        max=jnp.max(jnp.where(support, errors, -jnp.inf)),
-        status=status,
-        num_singular=n_sing,
-        exact=True,
-        num_subsets=int(errors.shape[0]),
-        method=method,
-        reweight=reweight,
-        masks=masks if return_errors else None,
-        probs=probs if return_errors else None,
-        errors=errors if return_errors else None,
-    )
-
-
-def _sampled_result(errors, singular, idx, K, *, method, reweight, return_errors) -> NodePruningResult:
-    n = errors.shape[0]
-    mean = jnp.mean(errors)
-    std = jnp.std(errors, ddof=1) if n > 1 else jnp.zeros_like(mean)
-    status, n_sing = _status_of(singular)
-    masks = None
-    if return_errors:
-        masks = np.zeros((n, K), bool)
-        masks[np.arange(n)[:, None], np.asarray(idx)] = True
-    return NodePruningResult(
-        mean=mean,
-        std=std,
-        stderr=std / math.sqrt(n),
-        min=jnp.min(errors),
-        max=jnp.max(errors),
-        status=status,
-        num_singular=n_sing,
-        exact=False,
-        num_subsets=int(n),
-        method=method,
-        reweight=reweight,
-        masks=masks,
-        probs=jnp.full((n,), 1.0 / n, errors.dtype) if return_errors else None,
-        errors=errors if return_errors else None,
-    )
-
-
 def _indices_of(masks: np.ndarray, k: int) -> np.ndarray:
     return np.nonzero(masks)[1].reshape(masks.shape[0], k).astype(np.int32)
 
@@ -529,8 +379,8 @@ def expected_node_error(
     state: Overlaps,
     k: int,
     *,
-    method: Method = "random",
-    reweight: Reweight = "none",
+    method: Method | AbstractNodeSelector = "random",
+    reweight: Reweight | AbstractReweight = "none",
     kernel: Kernel = "Q",
     beta: float = 1.0,
     jitter: float = 0.0,
@@ -544,10 +394,13 @@ def expected_node_error(
 ) -> NodePruningResult:
     """Expected `eps_g` after keeping `k` of the `K` units, `S` drawn by `method`, reweighted by `reweight`.
 
-    - `random`: `S` uniform over the `C(K, k)` subsets;
-    - `importance`: the point mass on the `k` largest `|v_i| sqrt(Q_ii)` (ties: lower index), see
-      [`importance_mask`][];
-    - `dpp`: the k-DPP `P(S) = det(L_S) / e_k(L)` with `L = kernel_matrix(state, kernel, beta=beta,
+    `method` is a node selector ([`RandomNodes`][], [`ImportanceNodes`][], [`DPPNodes`][]) or its name (then
+    `kernel`, `beta`, `jitter` configure `"dpp"`); `reweight` an [`AbstractReweight`][] or its name.
+
+    - random: `S` uniform over the `C(K, k)` subsets;
+    - importance: the point mass on the `k` largest scores (`|v_i| sqrt(Q_ii)`, or the seed paper's `v_i`;
+      ties: lower index), see [`importance_mask`][];
+    - dpp: the k-DPP `P(S) = det(L_S) / e_k(L)` with `L = kernel_matrix(state, kernel, beta=beta,
       jitter=jitter)`.
 
     Exact by vectorised enumeration of all subsets (probabilities from `kdpp_enumerate` for the DPP) when
@@ -566,13 +419,13 @@ def expected_node_error(
     _check_state(state)
     K = state.K
     k = _check_k(k, K)
-    _choice(method, METHODS, "method")
-    _choice(reweight, REWEIGHTS, "reweight")
-    _choice(kernel, KERNELS, "kernel")
-    beta = _check_float(beta, "beta", low=0.0, strict=True)
-    jitter = _check_float(jitter, "jitter", low=0.0)
-    ridge = _check_float(ridge, "ridge", low=0.0)
-    rcond = _check_float(rcond, "rcond", low=0.0)
+    selector = pruning_option("selector", method, name="method", kernel=kernel, beta=beta, jitter=jitter)
+    reweight = pruning_option("reweight", reweight, name="reweight").name
+    method = selector.name
+    if isinstance(selector, DPPNodes):
+        kernel, beta, jitter = selector.kernel, selector.beta, selector.jitter
+    ridge = check_float("ridge", ridge, 0.0)
+    rcond = check_float("rcond", rcond, 0.0)
     if samples is not None:
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
             raise ValueError(f"`samples` must be an integer >= 2 or None, got {samples!r}")
@@ -582,7 +435,7 @@ def expected_node_error(
     common = dict(method=method, reweight=reweight)
 
     if method == "importance":
-        mask = np.asarray(importance_mask(state, k))
+        mask = np.asarray(importance_mask(state, k, selector.score))
         idx = jnp.asarray(_indices_of(mask[None, :], k))
         errors, singular = _subset_errors(blocks, idx, reweight, rcond, ridge)
         probs = jnp.ones((1,), errors.dtype)
@@ -620,7 +473,7 @@ def expected_node_error_closed_form(
     state: Overlaps,
     k: int,
     *,
-    method: Literal["random", "dpp"] = "random",
+    method: Literal["random", "dpp"] | AbstractNodeSelector = "random",
     kernel: Kernel = "Q",
     beta: float = 1.0,
     jitter: float = 0.0,
@@ -640,10 +493,10 @@ def expected_node_error_closed_form(
     _check_state(state)
     K = state.K
     k = _check_k(k, K)
-    _choice(method, ("random", "dpp"), "method")
-    _choice(kernel, KERNELS, "kernel")
-    beta = _check_float(beta, "beta", low=0.0, strict=True)
-    jitter = _check_float(jitter, "jitter", low=0.0)
+    selector = pruning_option("selector", method, name="method", kernel=kernel, beta=beta, jitter=jitter)
+    method = check_choice("method", selector.name, ("random", "dpp"))
+    if isinstance(selector, DPPNodes):
+        kernel, beta, jitter = selector.kernel, selector.beta, selector.jitter
     activation = get_activation(activation)
     if method == "dpp":
         L = _dpp_kernel(state, k, kernel, beta, jitter, activation)

@@ -4,7 +4,7 @@ The pruning experiments of the seed paper train a fully connected network on a r
 until its training accuracy reaches a threshold, then prune the FIRST hidden layer without
 fine-tuning. This module supplies the network ([`MLP`][]), accessors for the first layer and
 for the layer that reads it (what a pruning method rewrites), a deterministic minibatch
-trainer built around one jitted optimiser step, evaluation, and atomic checkpoints.
+trainer built around one jitted optimiser step, and evaluation (checkpoints: `_checkpoint`).
 
 References: Acharyya et al., "Statistical Mechanical Analysis of Neural Network Pruning",
 UAI 2021 (MNIST 784-500-500-10 and CIFAR-10 3072-1000-1000-1000-10 networks).
@@ -12,17 +12,12 @@ UAI 2021 (MNIST 784-500-500-10 and CIFAR-10 3072-1000-1000-1000-10 networks).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import json
 import math
-import os
-import tempfile
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -244,7 +239,7 @@ def num_first_layer_params(model: MLP, *, include_bias: bool = True) -> int:
 def _example_terms(model: MLP, x: Array, y: Array) -> tuple[Array, Array]:
     logits = jax.vmap(model)(x)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    correct = jnp.argmax(logits, axis=-1) == y
+    correct = jnp.argmax(logits, axis=-1).astype(y.dtype) == y
     return ce, correct
 
 
@@ -264,7 +259,7 @@ def _eval_sums(model: MLP, x: Array, y: Array, chunk: int) -> tuple[Array, Array
         xs = x[: k * chunk].reshape(k, chunk, x.shape[1])
         ys = y[: k * chunk].reshape(k, chunk)
         ls, cs = jax.lax.map(one, (xs, ys))
-        loss, correct = loss + jnp.sum(ls), correct + jnp.sum(cs)
+        loss, correct = loss + jnp.sum(ls), correct + jnp.sum(cs, dtype=jnp.int32)
     if r:
         l_r, c_r = one((x[k * chunk :], y[k * chunk :]))
         loss, correct = loss + l_r, correct + c_r
@@ -414,7 +409,10 @@ def _train_step(model, opt_state, optim, x_all, y_all, idx_all, w_all, i):
     idx, w = idx_all[i], w_all[i]
     loss, grads = eqx.filter_value_and_grad(_batch_loss)(model, x_all[idx], y_all[idx], w)
     params = eqx.filter(model, eqx.is_inexact_array)
-    updates, opt_state = optim.update(grads, opt_state, params)
+    # optax's Adam raises its decay rates to the int32 step count (bias correction `1 - b1**t`), a mixed
+    # promotion that `jax_numpy_dtype_promotion="strict"` refuses: optax's own arithmetic runs under standard.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optim.update(grads, opt_state, params)
     return eqx.apply_updates(model, updates), opt_state, loss
 
 
@@ -508,159 +506,3 @@ def train(
         num_step_traces=_STEP_TRACES[0] - traces_before,
     )
     return model, history
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-_CKPT_FORMAT = "jaxprune.mlp"
-_CKPT_VERSION = 1
-_MAX_HEADER_BYTES = 1 << 24
-
-
-def save_checkpoint(
-    path: str | os.PathLike, model: MLP, meta: Mapping[str, Any] | None = None
-) -> None:
-    """Write `model` and a JSON-serialisable `meta` dict to ONE file, atomically.
-
-    The file holds one line of JSON (format tag, layer sizes, activation, dtype, `meta`)
-    followed by the leaves written by `eqx.tree_serialise_leaves`. It is first written to a
-    temporary file in the same folder and then moved over `path` with `os.replace`, so `path`
-    is never left half-written and no temporary file survives a failure.
-    """
-    path = os.fspath(path)
-    header = {
-        "format": _CKPT_FORMAT,
-        "version": _CKPT_VERSION,
-        "sizes": list(model.sizes),
-        "activation": model.activation,
-        "dtype": jnp.dtype(model.dtype).name,
-        "meta": dict(meta or {}),
-    }
-    try:
-        header_bytes = json.dumps(header, sort_keys=True).encode()
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"Checkpoint meta for {path!r} must be JSON-serialisable: {e}") from e
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header_bytes + b"\n")
-            eqx.tree_serialise_leaves(f, model)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def _read_header(f, path: str) -> dict[str, Any]:
-    line = f.readline(_MAX_HEADER_BYTES)
-    try:
-        header = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a jaxprune MLP checkpoint (unreadable header: {e}).") from e
-    if not isinstance(header, dict) or header.get("format") != _CKPT_FORMAT:
-        raise ValueError(f"{path}: not a jaxprune MLP checkpoint (missing format tag).")
-    if header.get("version") != _CKPT_VERSION:
-        raise ValueError(f"{path}: unsupported checkpoint version {header.get('version')!r}.")
-    return header
-
-
-def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The `meta` dict stored in a checkpoint, without reading the weights."""
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        return _read_header(f, path)["meta"]
-
-
-def load_checkpoint(path: str | os.PathLike) -> tuple[MLP, dict[str, Any]]:
-    """Read a checkpoint written by [`save_checkpoint`][].
-
-    **Returns:** `(model, meta)`. The skeleton is rebuilt from the stored sizes, activation and
-    dtype; the values come from the file.
-
-    **Raises:** `FileNotFoundError`, or `ValueError` naming `path` for a corrupt file.
-    """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        header = _read_header(f, path)
-        try:
-            skeleton = eqx.filter_eval_shape(
-                make_mlp, tuple(header["sizes"]), header["activation"], jax.random.key(0),
-                dtype=jnp.dtype(header["dtype"]),
-            )
-            model = eqx.tree_deserialise_leaves(f, skeleton)
-        except (KeyError, TypeError, ValueError, EOFError, RuntimeError, OSError) as e:
-            raise ValueError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e}).") from e
-        if f.read(1):
-            raise ValueError(f"{path}: corrupt checkpoint (trailing data after the weights).")
-    return model, header["meta"]
-
-
-class TrainOrLoadResult(NamedTuple):
-    """What [`train_or_load`][] returns; `loaded` is True when no training happened."""
-
-    model: MLP
-    history: TrainHistory
-    loaded: bool
-
-
-def _run_description(
-    sizes: Sequence[int], activation: str, dataset: Dataset, config: TrainConfig, dtype: Any,
-    extra: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    desc = {
-        "sizes": [int(s) for s in sizes],
-        "activation": activation,
-        "dtype": jnp.dtype(dtype).name,
-        "dataset": {
-            "name": dataset.name,
-            "num_train": dataset.num_train,
-            "num_test": dataset.num_test,
-            "fingerprint": dataset.fingerprint(),
-        },
-        "config": config.to_dict(),
-        "extra": dict(extra or {}),
-    }
-    return json.loads(json.dumps(desc, sort_keys=True))  # normalise tuples etc. as stored
-
-
-def train_or_load(
-    path: str | os.PathLike,
-    sizes: Sequence[int],
-    activation: Activation,
-    dataset: Dataset,
-    config: TrainConfig = TrainConfig(),
-    *,
-    dtype: Any = jnp.float32,
-    extra_meta: Mapping[str, Any] | None = None,
-    progress: bool = True,
-) -> TrainOrLoadResult:
-    """Load the network at `path` if it was trained the same way, else train and save it.
-
-    The checkpoint's meta records the architecture, dtype, dataset (name, sizes and a hash of
-    its arrays), the full `config` and `extra_meta`; it is reused only if all of them match.
-    Otherwise (also when the file is unreadable, with a warning) a fresh network
-    `make_mlp(sizes, activation, jax.random.key(config.seed))` is trained with [`train`][] and
-    saved, overwriting any stale checkpoint.
-
-    **Returns:** a [`TrainOrLoadResult`][] `(model, history, loaded)`.
-    """
-    path = os.fspath(path)
-    run = _run_description(sizes, activation, dataset, config, dtype, extra_meta)
-    if os.path.exists(path):
-        try:
-            if read_checkpoint_meta(path).get("run") == run:
-                model, meta = load_checkpoint(path)
-                return TrainOrLoadResult(model, TrainHistory.from_dict(meta["history"]), True)
-        except (ValueError, KeyError, TypeError) as e:
-            warnings.warn(f"Ignoring unreadable checkpoint ({e}); retraining.", stacklevel=2)
-    model = make_mlp(sizes, activation, jax.random.key(config.seed), dtype=dtype)
-    model, history = train(model, dataset, config, progress=progress)
-    save_checkpoint(path, model, {"run": run, "history": history.to_dict()})
-    return TrainOrLoadResult(model, history, False)
