@@ -50,6 +50,7 @@ from ._simulate import Student as Student
 from ._simulate import Teacher as Teacher
 from ._simulate import init_student as init_student
 from ._simulate import make_teacher as make_teacher
+from ._simulate import fresh_test_mse as fresh_test_mse
 from ._simulate import simulate as simulate
 from ._simulate import simulate_seeds as simulate_seeds
 from ._status import Status as Status
@@ -80,6 +81,7 @@ __all__ = [
     "experiments",
     "fixed_point_from_ode",
     "fixed_point_from_ode_batch",
+    "fresh_test_mse",
     "generalisation_error",
     "get_activation",
     "i2",

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, Key, PRNGKeyArray, UInt32
 
-from ._activations import AbstractActivation
+from ._activations import AbstractActivation, get_activation
 from ._checks import check_choice, check_float, check_int, is_concrete
 from ._config import SGDConfig
 from ._error import generalisation_error
@@ -44,6 +44,7 @@ __all__ = [
     "sgd_step",
     "simulate",
     "simulate_seeds",
+    "fresh_test_mse",
     "PRNG_IMPLS",
 ]
 
@@ -330,6 +331,30 @@ def _test_mse(act, teacher: Teacher, w, v, key, P: int, sigma, dtype):
     xs, z = _draw(key, P, teacher.N, dtype)
     y = _labels(act, teacher, xs, z, sigma)
     phi = act(xs @ w.T) @ v
+    return jnp.mean(jnp.square(phi - y))
+
+
+@eqx.filter_jit
+def fresh_test_mse(
+    key: PRNGKeyArray,
+    w: Float[Array, "K N"],
+    v: Float[Array, " K"],
+    w_star: Float[Array, "M N"],
+    v_star: Float[Array, " M"],
+    sigma: float | Float[Array, ""] = 0.0,
+    *,
+    samples: int,
+    activation: AbstractActivation | str = "erf",
+) -> Float[Array, ""]:
+    """Empirical noisy test MSE `mean (phi(x) - y)^2` of a concrete student on `samples` fresh Gaussian inputs,
+    `y = sum_n v*_n g(nu_n) + sigma zeta` (docs/theory.md, sections 1 and 3; its expectation is
+    `2 eps_g + sigma^2`). Inputs in the weights' dtype; the noise draws use `fold_in(key, 1)`."""
+    act = get_activation(activation)
+    N = w.shape[1]
+    x = jax.random.normal(key, (samples, N), w.dtype) / math.sqrt(N)
+    phi = act(x @ w.T) @ v
+    noise = jax.random.normal(jax.random.fold_in(key, 1), (samples,), w.dtype)
+    y = act(x @ w_star.T) @ v_star + sigma * noise
     return jnp.mean(jnp.square(phi - y))
 
 

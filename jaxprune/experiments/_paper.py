@@ -105,17 +105,6 @@ def normalise_rows(w):
     return w / jnp.sqrt(jnp.mean(jnp.square(w), axis=1, keepdims=True))
 
 
-@functools.partial(jax.jit, static_argnames="samples")
-def _fresh_test_mse(key, w, v, w_star, v_star, sigma, samples):
-    """Empirical noisy test MSE `mean (phi - y)^2` on fresh Gaussian inputs (float64)."""
-    N = w.shape[1]
-    x = jax.random.normal(key, (samples, N), jnp.float64) / math.sqrt(N)
-    g = lambda z: jax.scipy.special.erf(z / math.sqrt(2.0))
-    phi = g(x @ w.T) @ v
-    y = g(x @ w_star.T) @ v_star + sigma * jax.random.normal(jax.random.fold_in(key, 1), (samples,), jnp.float64)
-    return jnp.mean(jnp.square(phi - y))
-
-
 def importance_node_mask(state: jp.Overlaps, k: int, score: str) -> np.ndarray:
     """The importance mask: the `k` largest `v_i` (`score="v"`, the seed paper's rule) or the `k` largest
     `|v_i| sqrt(Q_ii)` (`"magnitude"`, `pruning.importance_mask`); ties to the lower index."""
@@ -285,7 +274,7 @@ def simulation_check(
                         for j in range(min(test_mse_masks, len(mk))):
                             key, kk = jax.random.split(key)
                             wp = jnp.where(jnp.asarray(mk[j])[:, None], w, 0.0)
-                            mses.append(float(_fresh_test_mse(kk, wp, vs[j], w_star, v_star, sigma, test_samples)))
+                            mses.append(float(jp.fresh_test_mse(kk, wp, vs[j], w_star, v_star, sigma, samples=test_samples, activation=setting.config(sigma).activation)))
                             mse_pred.append(2 * float(errs[j]) + sigma**2)
                         record(method, rw, k, pred[(method, rw, k)], errs, mses, mse_pred)
                 for method in EDGE_METHODS:
@@ -307,7 +296,7 @@ def simulation_check(
                         for j in range(min(test_mse_masks, n_m)):
                             key, kk = jax.random.split(key)
                             wp = pruning.apply_edge_mask(w, mk[j], th.c)
-                            mses.append(float(_fresh_test_mse(kk, wp, v, w_star, v_star, sigma, test_samples)))
+                            mses.append(float(jp.fresh_test_mse(kk, wp, v, w_star, v_star, sigma, samples=test_samples, activation=setting.config(sigma).activation)))
                             mse_pred.append(2 * float(errs[j]) + sigma**2)
                         record(method, rs, k, float(th.eps_g), errs, mses, mse_pred)
             if progress is not None:
