@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from .._overlaps import load_state
-from .._status import describe
+from .._status import Status, describe
 from ..experiments import _paper
 from ..pruning import (
     EDGE_METHODS,
@@ -23,6 +23,7 @@ from ..pruning import (
 )
 from ._common import (
     CLIError,
+    CommandFailed,
     add_output_options,
     nonnegative_float,
     parse_floats,
@@ -103,6 +104,10 @@ def method_option(args):
         raise CLIError(str(e)) from None
 
 
+# a singular reweighting system is solved by skipping dependent pivots (docs/theory.md, section 6.1): usable
+_USABLE = (int(Status.SUCCESS), int(Status.SINGULAR))
+
+
 def run_prune(args) -> int:
     state = _load(args.state)
     method, reweight, rescale = method_option(args)
@@ -117,6 +122,9 @@ def run_prune(args) -> int:
     print(f"spread over masks: std {row['std']:.4g}, min {row['min']:.6g}, max {row['max']:.6g}")
     print(f"parameters kept (N={args.N}): {row['params_kept']:.6g}; status: {describe(row['status'])}")
     write_json(args.json, row)
+    if int(row["status"]) not in _USABLE or not np.isfinite(row["mean"]):
+        raise CommandFailed(f"the expected error is not available: status {describe(row['status'])}, "
+                            f"mean {row['mean']}")
     return 0
 
 
@@ -147,6 +155,10 @@ def run_compare(args) -> int:
         ax.grid(alpha=0.3)
         save_plot(fig, args.plot)
         print(f"plot written to {args.plot}")
+    bad = [r for r in rows if int(r.get("status", 0)) not in _USABLE or not np.isfinite(r["mean"])]
+    if bad:
+        raise CommandFailed(f"{len(bad)} of {len(rows)} rows failed, first: {bad[0]['method']} "
+                            f"({bad[0]['option']}) status {describe(bad[0].get('status', 0))}")
     return 0
 
 
