@@ -16,7 +16,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._checks import check_choice, check_float, check_int
-from ._mlp import _ACTIVATIONS
+from ._mlp import _MLP_ACTIVATIONS
 
 __all__ = ["first_layer_activations", "masked_test_errors", "finetuned_test_errors"]
 
@@ -24,7 +24,7 @@ Layers = Sequence[tuple[Array, Array]]
 
 
 def _forward(W1, b1, W2, b2, rest, x, activation: str):
-    g = _ACTIVATIONS[activation]
+    g = _MLP_ACTIVATIONS[activation]
     h = g(x @ W1.T + b1[None, :])
     z = h @ W2.T + b2[None, :]
     for W, b in rest:
@@ -37,9 +37,9 @@ def first_layer_activations(
 ) -> Float[Array, "P H"]:
     """Activations `a_mu = g(W1 x_mu + b1)` of the first hidden layer (`layers = [(W1, b1), ...]`), in the dtype
     of `W1`: the data behind the node kernels, scores and fusing of `jaxprune.realdata`."""
-    check_choice("activation", activation, tuple(_ACTIVATIONS))
+    check_choice("activation", activation, tuple(_MLP_ACTIVATIONS))
     W1, b1 = layers[0]
-    return _ACTIVATIONS[activation](jnp.asarray(x, W1.dtype) @ W1.T + b1[None, :])
+    return _MLP_ACTIVATIONS[activation](jnp.asarray(x, W1.dtype) @ W1.T + b1[None, :])
 
 
 def _error_rate(logits, y, dtype):
@@ -66,7 +66,7 @@ def masked_test_errors(
 ) -> Float[Array, " S"]:
     """Classification error rates on `(x, y)` of `S` networks equal to `layers` (`[(W1, b1), (W2, b2), ...]`)
     except for `W1`, `W2`, `b2`."""
-    check_choice("activation", activation, tuple(_ACTIVATIONS))
+    check_choice("activation", activation, tuple(_MLP_ACTIVATIONS))
     dtype = layers[0][0].dtype
     return _errors(
         jnp.asarray(W1s, dtype), layers[0][1], jnp.asarray(W2s, dtype), jnp.asarray(b2s, dtype),
@@ -120,7 +120,7 @@ def finetuned_test_errors(
     (cross-entropy; minibatches of `batch_size` in a random order drawn from `seed`), every layer trained and the
     pruned weights held at zero by the masks `M1` (first layer) and `M2` (second layer).
     `data = (x_train, y_train, x_test, y_test)`."""
-    check_choice("activation", activation, tuple(_ACTIVATIONS))
+    check_choice("activation", activation, tuple(_MLP_ACTIVATIONS))
     epochs = check_int("epochs", epochs, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     learning_rate = check_float("learning_rate", learning_rate, 0.0, lo_open=True)

@@ -32,14 +32,14 @@ from ._data import Dataset
 Activation = Literal["sigmoid", "relu", "tanh", "erf"]
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+_MLP_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
     # erf(x / sqrt(2)), the soft-committee-machine convention of the theory modules.
     "erf": lambda x: jax.scipy.special.erf(x * _INV_SQRT2),
 }
-ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
+ACTIVATIONS: tuple[str, ...] = tuple(_MLP_ACTIVATIONS)
 
 PRESETS: tuple[str, ...] = ("one-hidden", "mnist-paper", "cifar-paper")
 
@@ -66,7 +66,7 @@ class MLP(eqx.Module):
     activation: str = eqx.field(static=True)
 
     def __check_init__(self):
-        if self.activation not in _ACTIVATIONS:
+        if self.activation not in _MLP_ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {ACTIVATIONS}, got {self.activation!r}."
             )
@@ -96,7 +96,7 @@ class MLP(eqx.Module):
                 f"MLP takes one example of shape ({self.sizes[0]},), got {x.shape}; "
                 "use jax.vmap(model) for batches."
             )
-        g = _ACTIVATIONS[self.activation]
+        g = _MLP_ACTIVATIONS[self.activation]
         for layer in self.layers[:-1]:
             x = g(layer(x))
         return self.layers[-1](x)
@@ -192,7 +192,7 @@ def hidden_activations(model: MLP, x_batch: Float[ArrayLike, "b d"]) -> Float[Ar
     if x_batch.ndim != 2 or x_batch.shape[1] != model.sizes[0]:
         raise ValueError(f"x_batch must have shape (B, {model.sizes[0]}), got {x_batch.shape}.")
     w, b = first_layer(model)
-    return _ACTIVATIONS[model.activation](x_batch @ w.T + b[None, :])
+    return _MLP_ACTIVATIONS[model.activation](x_batch @ w.T + b[None, :])
 
 
 def _checked(name: str, new: ArrayLike, old: Array) -> Array:
