@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jaxprune as jp  # noqa: E402
+import jaxprune.experiments  # the experiments layer is imported explicitly
 
 run_batched, run_grid = jp.experiments.run_batched, jp.experiments.run_grid
 

@@ -4,10 +4,11 @@ Teacher-student order parameters, their online-SGD ODEs and fixed points, a fini
 them, pruning as a map on order parameters, and gradient-based design of pruning masks.
 See docs/theory.md for the conventions and formulas.
 
-The core (this namespace) holds the order-parameter theory and the finite-N simulation. The layers above it
-are subpackages, imported on first use: `jaxprune.pruning` (pruning as a map on order parameters),
-`jaxprune.design` (masks designed by gradient), `jaxprune.realdata` (data sets and MLPs) and
-`jaxprune.experiments` (the seed paper's experiment and claims, sweeps, the real-data run, `reproduce`).
+The core (this namespace) holds the order-parameter theory and the finite-N simulation. The library layers
+above it are subpackages, imported on first use: `jaxprune.pruning` (pruning as a map on order parameters),
+`jaxprune.design` (masks designed by gradient) and `jaxprune.realdata` (data sets and MLPs). The experiments
+built on the library (the seed paper's claims, sweeps, the real-data run, `reproduce`) are not part of it:
+`import jaxprune.experiments`.
 """
 
 import importlib.metadata
@@ -78,7 +79,6 @@ __all__ = [
     "design",
     "disable_compile_cache",
     "enable_compile_cache",
-    "experiments",
     "fixed_point_from_ode",
     "fixed_point_from_ode_batch",
     "fresh_test_mse",
@@ -112,7 +112,7 @@ try:
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-_SUBPACKAGES = ("pruning", "design", "realdata", "experiments")
+_SUBPACKAGES = ("pruning", "design", "realdata")
 
 
 def __getattr__(name: str):

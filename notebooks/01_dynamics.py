@@ -48,6 +48,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import jaxprune as jp
+import jaxprune.experiments  # the experiments layer is imported explicitly
 
 jp.enable_compile_cache()  # keep compiled programs between runs (~/.cache/jaxprune; JAXPRUNE_CACHE_DIR=off disables)
 

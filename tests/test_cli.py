@@ -60,13 +60,13 @@ def test_non_psd_state_file_is_rejected(tmp_path, capsys):
 
 
 def test_console_entry_point_exit_codes(tmp_path):
-    """`python -m jaxprune` as a process: bad input is exit code 2 with one stderr line; --help states the
+    """`python -m jaxprune.cli` as a process: bad input is exit code 2 with one stderr line; --help states the
     exit-code convention."""
     import subprocess
     import sys
 
     (tmp_path / "d").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "jaxprune", "error", str(tmp_path / "d")], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "jaxprune.cli", "error", str(tmp_path / "d")], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "is a folder" in proc.stderr

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import jaxprune as jp
+import jaxprune.experiments  # the experiments layer is imported explicitly
 from _design_helpers import network
 
 

@@ -70,8 +70,6 @@ def _imports(path: pathlib.Path):
 
 def _library_files():
     for path in sorted(PKG.rglob("*.py")):
-        if path.name == "__main__.py" and path.parent == PKG:
-            continue  # `python -m jaxprune` is the CLI itself
         yield path
 
 

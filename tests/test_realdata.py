@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import jaxprune as jp
+import jaxprune.experiments  # the experiments layer is imported explicitly
 from jaxprune.cli import main
 
 rd = jp.realdata

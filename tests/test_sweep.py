@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import jaxprune as jp
+import jaxprune.experiments  # the experiments layer is imported explicitly
 from jaxprune.cli import main
 
 SGDConfig, Overlaps, Status, solve_ode = jp.SGDConfig, jp.Overlaps, jp.Status, jp.solve_ode
@@ -103,6 +104,7 @@ _SHARD_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
     import jaxprune as jp
+    import jaxprune.experiments
     ex = jp.experiments
     assert len(jax.devices()) == 8, jax.devices()
     spec = ex.validate_spec({"kind": "ode", "axes": {"eta": [0.2, 0.4, 0.8], "sigma": [0.0, 0.1, 0.3], "K": [2, 3]},

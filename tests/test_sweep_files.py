@@ -12,6 +12,7 @@ import warnings
 import pytest
 
 import jaxprune as jp
+import jaxprune.experiments  # the experiments layer is imported explicitly
 from jaxprune.cli import main
 from jaxprune.experiments import _sweep_store as store
 

@@ -206,6 +206,7 @@ def _run_level(level, args, nets, state0, config, key, budgets, progress):
     import jax.numpy as jnp
 
     import jaxprune as jp
+    import jaxprune.experiments  # noqa: F401 - the experiments layer (design comparisons)
     from jaxprune import overlaps_from_weights, solve_ode
 
     K = state0.K

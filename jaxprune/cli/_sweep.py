@@ -119,6 +119,7 @@ def run(args) -> int:
     import jax
 
     import jaxprune as jp
+    import jaxprune.experiments  # noqa: F401 - the experiments layer (sweeps)
 
     dist = distributed_options(args)
     code = 1  # if _run raises

@@ -277,7 +277,7 @@ def design_edge_mask(
     Restart 0 starts from the magnitude scores, the others from `keep` plus noise. Each restart's soft mask is
     rounded to its `B` largest entries and to `roundings` conditional-Bernoulli draws; every candidate is
     evaluated exactly with the best per-unit rescale (the Newton solve of
-    [`jaxprune.pruning.optimal_edge_rescale`][], as for every baseline in [`jaxprune.experiments.compare_network`][]; with `refit`,
+    [`jaxprune.pruning.optimal_edge_rescale`][], as for every baseline of the design comparisons; with `refit`,
     [`masked_network_error`][] with the optimal second layer) and the best is returned. The compiled programs
     (start, step, rounding, per-mask evaluation) are shared by every call with the same shapes and options
     (any `keep`, any network of the same size).
