@@ -47,7 +47,7 @@ GOALS = {  # issue 18, warm cache
 
 
 def _cases(args) -> list[dict]:
-    jp = [sys.executable, "-m", "jaxprune"]
+    jp = [sys.executable, "-m", "jaxprune.cli"]
     cases = [
         {"name": "ode_M2_K6", "cmd": jp + ["ode", "--M", "2", "--K", "6", "--eta", "0.5", "--alpha", "1000", "--quiet"],
          "cpp": ("scmpp_ode", ["-M", "2", "-K", "6", "--lr", "0.5", "--steps", "1000", "--dt", "0.01", "--quiet"])},

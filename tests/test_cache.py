@@ -143,9 +143,9 @@ def test_children_inherit_and_cli_flags(tmp_path):
                      ' "v": [1.0, 1.0], "v_star": [1.0, 1.0]}')
     on, off = tmp_path / "on", tmp_path / "off"
     env = _clean_env(JAXPRUNE_CACHE_DIR=str(off))
-    r1 = subprocess.run([sys.executable, "-m", "jaxprune", "--compile-cache", str(on), "error", str(state)],
+    r1 = subprocess.run([sys.executable, "-m", "jaxprune.cli", "--compile-cache", str(on), "error", str(state)],
                         env=env, capture_output=True, text=True, timeout=300)
-    r2 = subprocess.run([sys.executable, "-m", "jaxprune", "--no-compile-cache", "error", str(state)],
+    r2 = subprocess.run([sys.executable, "-m", "jaxprune.cli", "--no-compile-cache", "error", str(state)],
                         env=env, capture_output=True, text=True, timeout=300)
     assert r1.returncode == 0 and r2.returncode == 0, (r1.stderr + r2.stderr)[-2000:]
     assert r1.stdout == r2.stdout
