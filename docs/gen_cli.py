@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     import os
 
     os.environ["COLUMNS"] = "100"  # usage lines wrap at the terminal width: fix it so the page is reproducible
-    from jaxprune.cli._main import build_parser
+    from jaxprune.cli import build_parser
 
     return build_parser()
 

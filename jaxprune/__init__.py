@@ -28,7 +28,6 @@ from ._ode import INTEGRATORS as INTEGRATORS
 from ._ode import ODESolution as ODESolution
 from ._ode import alpha_grid as alpha_grid
 from ._ode import solve_ode as solve_ode
-from ._ode_batch import solve_ode_batch as solve_ode_batch
 from ._vector_field import vector_field as vector_field
 from ._fixed_point import FixedPointResult as FixedPointResult
 from ._fixed_point import fixed_point_from_ode as fixed_point_from_ode
@@ -47,11 +46,11 @@ from ._overlaps import overlaps_from_weights as overlaps_from_weights
 from ._overlaps import save_state as save_state
 from ._overlaps import validate_overlaps as validate_overlaps
 from ._simulate import SimulationResult as SimulationResult
-from ._simulate import Student as Student
-from ._simulate import Teacher as Teacher
-from ._simulate import init_student as init_student
-from ._simulate import make_teacher as make_teacher
-from ._simulate import fresh_test_mse as fresh_test_mse
+from ._networks import Student as Student
+from ._networks import Teacher as Teacher
+from ._networks import init_student as init_student
+from ._networks import make_teacher as make_teacher
+from ._networks import fresh_test_mse as fresh_test_mse
 from ._simulate import simulate as simulate
 from ._simulate import simulate_seeds as simulate_seeds
 from ._status import Status as Status
@@ -101,7 +100,6 @@ __all__ = [
     "solve_fixed_point",
     "solve_fixed_point_batch",
     "solve_ode",
-    "solve_ode_batch",
     "test_mse",
     "validate_overlaps",
     "vector_field",

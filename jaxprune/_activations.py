@@ -126,42 +126,73 @@ def safe_arcsin(x: ArrayLike) -> Array:
 
 
 class AbstractActivation(eqx.Module):
-    """An activation `g` with the Gaussian averages used by the order-parameter theory.
+    """An activation `g` with the Gaussian averages used by the order-parameter theory (docs/theory.md section 2).
 
-    Final subclasses: [`Erf`][], [`Linear`][].
+    Final subclasses: [`Erf`][], [`Linear`][]. A subclass sets `name` and implements `g`, `g'` and the four
+    kernels below; the blocks over many fields ([`jaxprune.i2`][], [`activation_covariance`][], [`vector_field`][]) are
+    built from them by broadcasting.
+
+    **Fields:**
+
+    - `name`: the activation's name, a class variable of each final subclass (`"erf"`, `"linear"`): what
+      [`get_activation`][] and `SGDConfig(activation=...)` accept. The constructors take no argument (`Erf()`).
+
+    **Kernel convention:** every kernel takes the entries of the covariance `C` of the local fields it names,
+    `caa = C[a, a]`, `cab = C[a, b]`, ..., as scalars or arrays that broadcast against each other, and
+    returns the Gaussian average elementwise (one index tuple per element):
+
+    - `i2(caa, cbb, cab) = E[g(a) g(b)]`
+    - `j2(caa, cbb, cab) = E[g'(a) g'(b)]`
+    - `i3(caa, ccc, cab, cac, cbc) = E[g'(a) b g(c)]`
+    - `i4(caa, cbb, ccc, cdd, cab, cac, cad, cbc, cbd, ccd) = E[g'(a) g'(b) g(c) g(d)]`
+
+    **Example:**
+    ```python
+    act = jp.get_activation("erf")
+    act.i2(1.0, 1.0, 0.5)  # E[g(a) g(b)] for unit variances and covariance 1/2: (2/pi) asin(1/4)
+    ```
     """
 
     name: eqx.AbstractClassVar[str]
 
     @abc.abstractmethod
     def __call__(self, z: ArrayLike) -> Array:
-        """`g(z)`."""
+        """`g(z)`, elementwise on an array `z` of any shape."""
 
     @abc.abstractmethod
     def derivative(self, z: ArrayLike) -> Array:
-        """`g'(z)`."""
+        """`g'(z)`, elementwise on an array `z` of any shape."""
 
     @abc.abstractmethod
     def i2(self, caa, cbb, cab) -> Array:
-        """`I2(a,b) = E[g(a) g(b)]`."""
+        """`I2(a,b) = E[g(a) g(b)]` from the variances `caa`, `cbb` and the covariance `cab` (broadcast)."""
 
     @abc.abstractmethod
     def j2(self, caa, cbb, cab) -> Array:
-        """`J2(a,b) = E[g'(a) g'(b)]`."""
+        """`J2(a,b) = E[g'(a) g'(b)]` from the variances `caa`, `cbb` and the covariance `cab` (broadcast)."""
 
     @abc.abstractmethod
     def i3(self, caa, ccc, cab, cac, cbc) -> Array:
-        """`I3(a,b,c) = E[g'(a) b g(c)]`."""
+        """`I3(a,b,c) = E[g'(a) b g(c)]` from `caa`, `ccc`, `cab`, `cac`, `cbc` (broadcast; `C_bb` does not
+        enter)."""
 
     @abc.abstractmethod
     def i4(self, caa, cbb, ccc, cdd, cab, cac, cad, cbc, cbd, ccd) -> Array:
-        """`I4(a,b,c,d) = E[g'(a) g'(b) g(c) g(d)]`."""
+        """`I4(a,b,c,d) = E[g'(a) g'(b) g(c) g(d)]` from the four variances `caa`, `cbb`, `ccc`, `cdd` and the six
+        covariances `cab`, `cac`, `cad`, `cbc`, `cbd`, `ccd` (broadcast)."""
 
     def i4_contracted(self, caa, cbb, cab, ca, cb, cdiag, C, w) -> Array:
         """`sum_cd w[c, d] I4(a, b, c, d)` for one pair of fields `(a, b)`, over all fields `c, d`.
 
-        **Arguments:** `caa`, `cbb`, `cab` (scalars); `ca = C[a, :]`, `cb = C[b, :]`, `cdiag = diag(C)`
-        (shape `F`); the covariance `C` and the weights `w` (shape `F F`). Lift over pairs with `vmap`.
+        **Arguments:**
+
+        - `caa`, `cbb`, `cab`: the entries `C[a, a]`, `C[b, b]`, `C[a, b]` (scalars).
+        - `ca`, `cb`: the rows `C[a, :]`, `C[b, :]`, `Float[Array, " F"]`.
+        - `cdiag`: the diagonal of `C`, `Float[Array, " F"]`.
+        - `C`: the covariance of all `F` fields, `Float[Array, "F F"]`.
+        - `w`: the weights of the contraction, `Float[Array, "F F"]` (e.g. `u_c u_d`).
+
+        **Returns:** a scalar. Lift over pairs `(a, b)` with `vmap`.
 
         This default broadcasts the scalar kernel [`i4`][] over `(c, d)`; subclasses may override it with an
         algebraically equal, cheaper form.
@@ -280,7 +311,19 @@ _ACTIVATIONS = {"erf": Erf, "linear": Linear}
 
 
 def get_activation(activation: str | AbstractActivation) -> AbstractActivation:
-    """Return an activation object from its name (`"erf"` or `"linear"`) or pass one through."""
+    """The activation object named by `activation`, or `activation` itself if it already is one.
+
+    **Arguments:**
+
+    - `activation`: `"erf"` ([`Erf`][]), `"linear"` ([`Linear`][]) or an [`AbstractActivation`][] instance.
+
+    **Returns:** an [`AbstractActivation`][]. An unknown name is a `ValueError` listing the allowed ones.
+
+    **Example:**
+    ```python
+    jp.get_activation("erf")  # Erf()
+    ```
+    """
     if isinstance(activation, AbstractActivation):
         return activation
     try:

@@ -17,7 +17,9 @@ process that reads an entry while another is writing it fails to decompress it, 
 program itself; results are unaffected.
 
 Programs that contain host callbacks (`eqx.error_if` in its default "raise" mode, `jax.debug.print`) are never
-cached by JAX: an entry point whose main program carries one compiles it again each run.
+cached by JAX: an entry point whose main program carries one compiles it again each run. The cache skips XLA
+compilation but not tracing and lowering; for the ODE solve, whose tracing through diffrax takes seconds, the
+program store (`jaxprune._program_store`, in the `programs` sub-folder) keeps the lowered program as well.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import jax
 import jaxlib
+
+from ._program_store import set_program_dir
 
 __all__ = ["ENV_VAR", "OFF", "default_cache_dir", "enable_compile_cache", "disable_compile_cache", "cache_info"]
 
@@ -42,6 +46,8 @@ OFF = ("off", "none", "0", "false", "no")
 MIN_COMPILE_SECS = 0.0
 MIN_ENTRY_BYTES = -1  # -1: no size threshold (and none added by JAX's per-filesystem override)
 MAX_BYTES = None  # no cap: JAX's capped (LRU) cache rescans the folder on every write
+#: sub-folder of the cache folder that holds exported programs (`jaxprune._program_store`)
+PROGRAMS = "programs"
 
 # JAX reads these environment variables when it is imported: exporting them carries the configuration into
 # child processes (reproduce's spawned workers, notebook kernels, subprocess tests).
@@ -96,10 +102,13 @@ def enable_compile_cache(
     export: bool = True,
 ) -> Path | None:
     """Turn on JAX's persistent compilation cache in `path` (default [`default_cache_dir`][]; `None` there,
-    i.e. `JAXPRUNE_CACHE_DIR=off`, turns the cache off instead). Call it before the first compilation of the
+    i.e. `JAXPRUNE_CACHE_DIR=off`, turns the cache off instead), and jaxprune's program store in
+    `path/programs`: the traced and lowered ODE solve of each shape and option set, kept with `jax.export`, so
+    that a new process skips tracing as well as compiling it. Call it before the first compilation of the
     process: JAX opens its cache once.
 
     **Arguments:**
+
     - `path`: the folder (created if missing); used as given, without a version sub-folder.
     - `min_compile_secs`: programs that compiled faster than this are not written (default 0: all).
     - `min_entry_bytes`: entries smaller than this are not written (default -1: no threshold).
@@ -140,21 +149,34 @@ def enable_compile_cache(
         jax.config.update(option, value)
         if export:
             os.environ[_JAX_ENV[key]] = str(value).lower() if isinstance(value, bool) else str(value)
+    set_program_dir(folder / PROGRAMS)
     return folder
 
 
 def disable_compile_cache(*, export: bool = True) -> None:
     """Turn JAX's persistent compilation cache off (in this process, and with `export` in child processes)."""
     jax.config.update("jax_enable_compilation_cache", False)
+    set_program_dir(None)
     if export:
         os.environ[_JAX_ENV["enable"]] = "false"
         os.environ.pop(_JAX_ENV["dir"], None)
 
 
 def cache_info(path: str | os.PathLike | None = None) -> dict:
-    """`{"path", "entries", "bytes"}` of a cache folder (default [`default_cache_dir`][]); zeros when absent."""
+    """The size of a cache folder.
+
+    **Arguments:**
+
+    - `path`: the folder (default [`default_cache_dir`][]).
+
+    **Returns:** `{"path", "entries", "bytes", "programs", "program_bytes"}`: JAX's compiled entries and the
+    program store's exported programs (counts and bytes); zeros when the folder is absent.
+    """
     folder = default_cache_dir() if path is None else Path(path)
     if folder is None or not folder.is_dir():
-        return {"path": None if folder is None else str(folder), "entries": 0, "bytes": 0}
+        return {"path": None if folder is None else str(folder), "entries": 0, "bytes": 0, "programs": 0,
+                "program_bytes": 0}
     files = [p for p in folder.glob("*-cache") if p.is_file()]
-    return {"path": str(folder), "entries": len(files), "bytes": sum(p.stat().st_size for p in files)}
+    programs = [p for p in (folder / PROGRAMS).glob("*.jaxexport") if p.is_file()]
+    return {"path": str(folder), "entries": len(files), "bytes": sum(p.stat().st_size for p in files),
+            "programs": len(programs), "program_bytes": sum(p.stat().st_size for p in programs)}

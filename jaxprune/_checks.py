@@ -38,16 +38,15 @@ def check_float(
     hi_open: bool = False,
 ) -> float:
     """`value` as a finite Python float in the range given (`lo_open`/`hi_open` exclude the ends)."""
+    allowed = _range(lo, hi, "(" if lo_open else "[", ")" if hi_open else "]")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number{_range(lo, hi, '(' if lo_open else '[', ')' if hi_open else ']')}, "
-                         f"got {value!r}")
+        raise ValueError(f"{name} must be a number{allowed}, got {value!r}")
     x = float(value)
     bad = not math.isfinite(x)
     bad |= lo is not None and (x <= lo if lo_open else x < lo)
     bad |= hi is not None and (x >= hi if hi_open else x > hi)
     if bad:
-        raise ValueError(f"{name} must be a finite number{_range(lo, hi, '(' if lo_open else '[', ')' if hi_open else ']')}, "
-                         f"got {value!r}")
+        raise ValueError(f"{name} must be a finite number{allowed}, got {value!r}")
     return x
 
 

@@ -1,4 +1,4 @@
-"""Hyperparameters of online SGD, shared by the ODEs (`jaxprune._dynamics`) and the finite-N simulation
+"""Hyperparameters of online SGD, shared by the ODEs (`jaxprune._ode`) and the finite-N simulation
 (`jaxprune._simulate`), so that neither imports the other (docs/theory.md, section 4)."""
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from ._checks import check_choice, is_concrete
 
 __all__ = ["SGDConfig", "MODES", "CONFIG_RANGES", "check_config_values"]
 
+#: The training modes of [`SGDConfig`][]: `"scm"` (soft committee machine: `v` fixed) and `"two-layer"`
+#: (`v` trained).
 MODES = ("scm", "two-layer")
 
 
@@ -22,16 +24,27 @@ def _as_float_array(x):
 
 
 class SGDConfig(eqx.Module):
-    """Hyperparameters of online SGD (kept apart from the state; all are arrays, so changing them does not
-    recompile).
+    """Hyperparameters of online SGD (docs/theory.md section 4), shared by the ODEs ([`solve_ode`][]), the fixed
+    points and the finite-N simulation ([`simulate`][]); kept apart from the state.
 
-    **Fields:**
-    - `eta`: first-layer learning rate (> 0).
-    - `eta_v`: second-layer learning rate (>= 0; used in two-layer mode only).
-    - `sigma`: label-noise standard deviation (>= 0).
-    - `weight_decay`: `lambda >= 0`, the per-step decay `w <- w - (eta lambda / N) w`.
-    - `mode`: `"scm"` (soft committee machine, `v` fixed) or `"two-layer"` (`v` trained). Static.
-    - `activation`: [`Erf`][] (default) or [`Linear`][]. Static.
+    The four numbers are stored as 0-d arrays of JAX's default float (a solver casts them to its state's
+    dtype), so a new value does not recompile a jitted solver, and they can be traced (`grad`, `vmap`; a batch
+    of configurations has fields of shape `(B,)`). Concrete values out of range are a `ValueError` naming the
+    field.
+
+    **Fields** (the constructor's arguments; all but `eta` are optional):
+
+    - `eta`: first-layer learning rate, `> 0`.
+    - `eta_v`: second-layer learning rate, `>= 0` (used in two-layer mode only; default 0).
+    - `sigma`: label-noise standard deviation, `>= 0` (default 0).
+    - `weight_decay`: `lambda >= 0`, the per-step decay `w <- w - (eta lambda / N) w` (default 0).
+    - `mode`: `"scm"` (soft committee machine, `v` fixed; default) or `"two-layer"` (`v` trained). Static.
+    - `activation`: [`Erf`][] (default), [`Linear`][], or the name `"erf"` / `"linear"`. Static.
+
+    **Example:**
+    ```python
+    config = jp.SGDConfig(eta=0.5, eta_v=0.5, sigma=0.1, mode="two-layer")
+    ```
     """
 
     eta: Float[Array, ""] = eqx.field(converter=_as_float_array)

@@ -45,7 +45,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Complex, Float, Int
 
 from ._checks import check_float, check_int
@@ -111,24 +110,29 @@ class FixedPointResult(eqx.Module):
     """Result of [`solve_fixed_point`][].
 
     **Fields:**
+
     - `state`: the stationary [`Overlaps`][] (the last iterate when the solve failed).
-    - `eps_g: Float[]`: the noise-free generalisation error of the stationary state, only where `state` is one
-      (status `SUCCESS`, `SINGULAR` or `UNSTABLE`); NaN for every failure (`NOT_CONVERGED`, `INVALID`,
+    - `eps_g`: `Float[Array, ""]`, the noise-free generalisation error of the stationary state, only where
+      `state` is one (status `SUCCESS`, `SINGULAR` or `UNSTABLE`); NaN for every failure (`NOT_CONVERGED`, `INVALID`,
       `DIVERGED`, `MAX_STEPS`), so that no caller can print the error of a last iterate as a fixed point's.
       (`generalisation_error(result.state)` gives the last iterate's error where wanted.)
-    - `status: Int[]`: a [`Status`][] code: `SUCCESS` (every eigenvalue has real part `< -tol`, module
-      docstring); `SINGULAR`, the *marginal* case (converged, no real part `> tol` but one within `[-tol, tol]`:
+    - `status`: `Int[Array, ""]`, a [`Status`][] code: `SUCCESS` (every eigenvalue has real part `< -tol`,
+      module docstring); `SINGULAR`, the *marginal* case (converged, no real part `> tol` but one within `[-tol, tol]`:
       a zero mode of the Jacobian, i.e. a continuum of fixed points, or a neutral direction); `UNSTABLE` (an
       eigenvalue has real part `> tol`, e.g. the copy-splitting mode of duplicated units); `NOT_CONVERGED`;
       `INVALID` (converged to an unphysical root, `Omega` not PSD); `DIVERGED` (non-finite; or, from
       [`fixed_point_from_ode`][], the warm-up ODE diverged).
-    - `residual_norm: Float[]`: `max |F(y)|` over the free unknowns.
-    - `eigenvalues: Complex[P]`: eigenvalues of `dF/dy` on the free unknowns, sorted by decreasing real part;
-      the slots of pinned (inactive) unknowns hold NaN at the end.
-    - `slowest_eigenvalue: Complex[]`: the eigenvalue with the largest real part (asymptotic rate).
-    - `stable: Bool[]`: converged and all free eigenvalues have real part `<= tol` (stable or marginal).
-    - `used_fallback: Bool[]`: Newton failed and Levenberg-Marquardt gave the result.
-    - `num_steps: Int[]`: root-finder steps (of the solver whose result is returned).
+    - `residual_norm`: `Float[Array, ""]`, `max |F(y)|` over the free unknowns.
+    - `eigenvalues`: `Complex[Array, " P"]`, eigenvalues of `dF/dy` on the free unknowns, sorted by decreasing
+      real part; the slots of pinned (inactive) unknowns hold NaN at the end.
+    - `slowest_eigenvalue`: `Complex[Array, ""]`, the eigenvalue with the largest real part (asymptotic rate).
+    - `stable`: `Bool[Array, ""]`, converged and all free eigenvalues have real part `<= tol` (stable or
+      marginal).
+    - `used_fallback`: `Bool[Array, ""]`, Newton failed and Levenberg-Marquardt gave the result.
+    - `num_steps`: `Int[Array, ""]`, root-finder steps (of the solver whose result is returned).
+
+    `P` is the number of independent unknowns, `K(K+1)/2 + K M` (plus `K` in two-layer mode). From the batch
+    solvers every field carries a leading batch axis `B`.
     """
 
     state: Overlaps
@@ -145,8 +149,9 @@ class FixedPointResult(eqx.Module):
 def _residual(y, args):
     """`F(y)` on the free unknowns; `-y` on pinned ones (so the Jacobian is `-1` there)."""
     config, T, v_star, v_fixed, free = args
-    template = Overlaps(Q=jnp.zeros((v_fixed.shape[0],) * 2, y.dtype), R=jnp.zeros((v_fixed.shape[0], T.shape[0]), y.dtype),
-                        T=T, v=v_fixed, v_star=v_star)
+    K = v_fixed.shape[0]
+    template = Overlaps(Q=jnp.zeros((K, K), y.dtype), R=jnp.zeros((K, T.shape[0]), y.dtype), T=T, v=v_fixed,
+                        v_star=v_star)
     state = unpack_state(y, template, config.mode)
     f = pack_state(vector_field(state, config), config.mode)
     return jnp.where(free, f, -y)
@@ -199,6 +204,8 @@ def _setup(state0: Overlaps, config: SGDConfig, active, teacher_active):
 def _newton(y0, args, o: _Options):
     """Newton from `y0`: `(value, steps, ok, lm_start)`; `lm_start` is where the fallback starts (Newton's
     root where Newton succeeded, so that a vmapped fallback stops at once there)."""
+    import optimistix as optx  # noqa: PLC0415  (imported when a fixed point is first traced: start-up)
+
     sol = optx.root_find(_residual, optx.Newton(rtol=o.rtol, atol=o.atol), y0, args, max_steps=o.max_steps,
                          throw=False)
     f = _residual(sol.value, args)
@@ -209,6 +216,8 @@ def _newton(y0, args, o: _Options):
 
 
 def _levenberg_marquardt(y_start, args, o: _Options):
+    import optimistix as optx  # noqa: PLC0415
+
     lm = optx.least_squares(_residual, optx.LevenbergMarquardt(rtol=o.rtol, atol=o.atol), y_start, args,
                             max_steps=4 * o.max_steps, throw=False)
     return lm.value, lm.stats["num_steps"]
@@ -307,11 +316,13 @@ def solve_fixed_point(
     """Solve `d(Q, R, v)/d alpha = 0` near `state0` (Newton, then Levenberg-Marquardt on failure).
 
     **Arguments:**
+
     - `state0`: initial guess (typically the end of an ODE run, see [`fixed_point_from_ode`][]); its
       teacher part `T`, `v*` (and `v` in scm mode) are parameters of the problem.
     - `config`: [`SGDConfig`][]; `eta`, `eta_v`, `sigma`, `weight_decay` may be traced (grad, vmap).
     - `active`, `teacher_active`: boolean masks of the real units (default all); inactive units must be
       zero units (`Q_ii = R_i = v_i = 0`, resp. `T_nn = v*_n = 0`) and stay pinned at zero.
+    - `max_steps`: Newton's step budget (`>= 1`; the Levenberg-Marquardt fallback gets four times as many).
     - `rtol`, `atol`: root-finder tolerances on the step and the residual; `residual_tol`: a solution must
       have `max |F| <= residual_tol` (else `NOT_CONVERGED`); `eig_tol`, `eig_rtol`: the stability band
       `tol = eig_tol + eig_rtol * max|lambda|`: real parts above `tol` are unstable, within `[-tol, tol]`
@@ -323,6 +334,14 @@ def solve_fixed_point(
 
     **Returns:** a [`FixedPointResult`][]. `eps_g` is differentiable (implicit function theorem) with
     respect to `config` and the teacher part of `state0`.
+
+    **Example:**
+    ```python
+    state0, config = jp.Overlaps.reference(K=2, M=2), jp.SGDConfig(eta=0.5, sigma=0.1)
+    guess = jp.solve_ode(state0, config, [0.0, 500.0]).final  # the end of an ODE run
+    res = jp.solve_fixed_point(guess, config)
+    jax.grad(lambda eta: jp.solve_fixed_point(guess, jp.SGDConfig(eta=eta, sigma=0.1)).eps_g)(0.5)
+    ```
 
     Under `vmap` the fallback's `lax.cond` becomes a `select` that runs Levenberg-Marquardt for every element
     (from Newton's root where Newton succeeded: one step there); for batches prefer
@@ -359,9 +378,21 @@ def solve_fixed_point_batch(
     eig_rtol: float = 1e-7,
     fallback: bool = True,
 ) -> FixedPointResult:
-    """[`solve_fixed_point`][] over a batch (a leading axis `B` on every leaf of `states0` and on the masks;
-    the leaves of `configs` have shape `(B,)` or are scalars shared by the batch), with `throw=False`; the
-    result's leaves carry the axis `B`.
+    """[`solve_fixed_point`][] over a batch of `B` problems, with `throw=False` (a status per member).
+
+    **Arguments:**
+
+    - `states0`: initial guesses, an [`Overlaps`][] whose every leaf carries a leading axis `B`
+      (`Q: Float[Array, "B K K"]`, `R: Float[Array, "B K M"]`, `T: Float[Array, "B M M"]`, `v: Float[Array, "B K"]`,
+      `v_star: Float[Array, "B M"]`).
+    - `configs`: an [`SGDConfig`][] whose `eta`, `eta_v`, `sigma`, `weight_decay` have shape `(B,)` or are scalars
+      shared by the batch (`mode`, `activation` are shared).
+    - `active`, `teacher_active`: boolean masks of the real units, `Bool[ArrayLike, "B K"]` and
+      `Bool[ArrayLike, "B M"]` (default all active); as in [`solve_fixed_point`][].
+    - `max_steps`, `rtol`, `atol`, `residual_tol`, `eig_tol`, `eig_rtol`, `fallback`: as in
+      [`solve_fixed_point`][], shared by the batch.
+
+    **Returns:** a [`FixedPointResult`][] whose leaves carry the leading axis `B` (`status` of shape `(B,)`, ...).
 
     The same numbers as `jax.vmap(solve_fixed_point)`, but cheaper: Newton runs vmapped, and the
     Levenberg-Marquardt fallback runs (vmapped over the batch, from Newton's root where Newton succeeded) only
@@ -417,10 +448,32 @@ def fixed_point_from_ode(
     throw: bool = True,
     **fp_options,
 ) -> FixedPointResult:
-    """Integrate the ODEs to `alpha` (static), then polish the end state with [`solve_fixed_point`][].
+    """Integrate the ODEs to `alpha` (static), then polish the end state with [`solve_fixed_point`][]
+    (docs/theory.md section 5): the usual way to find the fixed point that SGD reaches from `state0`.
 
-    The ODE run only provides the initial guess (no gradient flows through it); a diverged or unfinished
-    run gives status `DIVERGED` / `MAX_STEPS` whatever the root finder does afterwards.
+    **Arguments:**
+
+    - `state0`: the initial [`Overlaps`][] of the ODE run (e.g. [`Overlaps.reference`][jaxprune.Overlaps.reference]);
+      its teacher part `T`, `v*` (and `v` in scm mode) are parameters of the fixed point.
+    - `config`: the [`SGDConfig`][] (traceable numbers: `grad` and `vmap` work as in [`solve_fixed_point`][]).
+    - `alpha`: the time of the warm-up ODE run, `> 0` (static).
+    - `integrator`: the warm-up's integrator, as in [`solve_ode`][] (default `"tsit5"`).
+    - `ode_max_steps`: the warm-up's step budget.
+    - `active`, `teacher_active`: boolean masks of the real units, `Bool[ArrayLike, " K"]`, `Bool[ArrayLike, " M"]`
+      (default all), as in [`solve_fixed_point`][].
+    - `throw`: raise unless the status is `SUCCESS` or `SINGULAR`; pass `False` under `vmap`.
+    - `fp_options`: further keyword arguments of [`solve_fixed_point`][] (`max_steps`, `rtol`, `atol`,
+      `residual_tol`, `eig_tol`, `eig_rtol`, `fallback`).
+
+    **Returns:** a [`FixedPointResult`][]. The ODE run only provides the initial guess (no gradient flows through
+    it); a diverged or unfinished run gives status `DIVERGED` / `MAX_STEPS` (and `eps_g = NaN`) whatever the
+    root finder does afterwards. `eps_g` is differentiable with respect to `config` (implicit function theorem).
+
+    **Example:**
+    ```python
+    res = jp.fixed_point_from_ode(jp.Overlaps.reference(K=2, M=2), jp.SGDConfig(eta=0.5, sigma=0.1))
+    res.eps_g, res.status, res.slowest_eigenvalue
+    ```
     """
     state0, config = cast_problem(state0, config, _dtype(state0))
     guess, ode_status = _warm_up(state0, config, alpha, integrator, ode_max_steps)
@@ -454,8 +507,19 @@ def fixed_point_from_ode_batch(
     teacher_active: Bool[ArrayLike, "B M"] | None = None,
     **fp_options,
 ) -> FixedPointResult:
-    """[`fixed_point_from_ode`][] over a batch (leading axis `B`, `throw=False`): the warm-up ODE runs are
-    vmapped, the root finding uses [`solve_fixed_point_batch`][] (fallback only when some element needs it)."""
+    """[`fixed_point_from_ode`][] over a batch of `B` problems, with `throw=False`: the warm-up ODE runs are
+    vmapped, the root finding uses [`solve_fixed_point_batch`][] (fallback only when some member needs it).
+
+    **Arguments:**
+
+    - `states0`: initial [`Overlaps`][] with a leading axis `B` on every leaf (as in [`solve_fixed_point_batch`][]).
+    - `configs`: an [`SGDConfig`][] with fields of shape `(B,)` or scalars shared by the batch.
+    - `alpha`, `integrator`, `ode_max_steps`: the warm-up ODE run, as in [`fixed_point_from_ode`][].
+    - `active`, `teacher_active`: masks `Bool[ArrayLike, "B K"]`, `Bool[ArrayLike, "B M"]` (default all active).
+    - `fp_options`: further keyword arguments of [`solve_fixed_point_batch`][].
+
+    **Returns:** a [`FixedPointResult`][] whose leaves carry the leading axis `B`.
+    """
     states0, configs = cast_problem(states0, configs, _dtype(states0))
     B = states0.Q.shape[0]
     configs = jax.tree.map(lambda a: jnp.broadcast_to(a, (B,)) if jnp.ndim(a) == 0 else a, configs)

@@ -20,22 +20,71 @@ __all__ = ["i2", "j2", "i3", "i4", "i2_block", "j2_block", "i3_block", "i4_pair_
 
 
 def i2(activation: AbstractActivation | str, C: Float[Array, "F F"], a, b) -> Float[Array, ""]:
-    """`I2(a,b) = E[g(a) g(b)]`; `activation` is an [`AbstractActivation`][] or its name."""
+    """`I2(a,b) = E[g(a) g(b)]` for two fields of covariance `C` (docs/theory.md section 2); for erf
+    `(2/pi) arcsin(C_ab / sqrt((1 + C_aa)(1 + C_bb)))`.
+
+    **Arguments:**
+
+    - `activation`: an [`AbstractActivation`][] or its name (`"erf"`, `"linear"`).
+    - `C`: the covariance of the local fields, `Float[Array, "F F"]`, symmetric positive semi-definite; for a
+      teacher-student pair `C = state.covariance()` (students `0..K-1`, then teachers `K..K+M-1`).
+    - `a`, `b`: field indices, integers in `[0, F)` (equal indices give `E[g(a)^2]`).
+
+    **Returns:** the scalar `I2(a, b)`, `Float[Array, ""]`.
+
+    **Example:**
+    ```python
+    C = jp.Overlaps.reference(K=2, M=1).covariance()  # fields: students 0, 1, teacher 2
+    jp.i2("erf", C, 0, 2)  # E[g(lambda_0) g(nu_0)]
+    ```
+    """
     return get_activation(activation).i2(C[a, a], C[b, b], C[a, b])
 
 
 def j2(activation: AbstractActivation | str, C: Float[Array, "F F"], a, b) -> Float[Array, ""]:
-    """`J2(a,b) = E[g'(a) g'(b)]`."""
+    """`J2(a,b) = E[g'(a) g'(b)]` for two fields of covariance `C` (docs/theory.md section 2); for erf
+    `(2/pi) / sqrt((1 + C_aa)(1 + C_bb) - C_ab^2)`. It carries the label noise in `dQ/dalpha` (section 4).
+
+    **Arguments:**
+
+    - `activation`: an [`AbstractActivation`][] or its name (`"erf"`, `"linear"`).
+    - `C`: the covariance of the local fields, `Float[Array, "F F"]` (symmetric positive semi-definite).
+    - `a`, `b`: field indices, integers in `[0, F)`.
+
+    **Returns:** the scalar `J2(a, b)`, `Float[Array, ""]`.
+    """
     return get_activation(activation).j2(C[a, a], C[b, b], C[a, b])
 
 
 def i3(activation: AbstractActivation | str, C: Float[Array, "F F"], a, b, c) -> Float[Array, ""]:
-    """`I3(a,b,c) = E[g'(a) b g(c)]`."""
+    """`I3(a,b,c) = E[g'(a) b g(c)]` for three fields of covariance `C` (docs/theory.md section 2); for erf
+    `(2/pi) (C_bc (1 + C_aa) - C_ab C_ac) / ((1 + C_aa) sqrt((1 + C_aa)(1 + C_cc) - C_ac^2))`. The field `b`
+    enters linearly (it is the first-order drive of `dQ`, `dR` in section 4).
+
+    **Arguments:**
+
+    - `activation`: an [`AbstractActivation`][] or its name (`"erf"`, `"linear"`).
+    - `C`: the covariance of the local fields, `Float[Array, "F F"]` (symmetric positive semi-definite).
+    - `a`, `b`, `c`: field indices, integers in `[0, F)`.
+
+    **Returns:** the scalar `I3(a, b, c)`, `Float[Array, ""]`.
+    """
     return get_activation(activation).i3(C[a, a], C[c, c], C[a, b], C[a, c], C[b, c])
 
 
 def i4(activation: AbstractActivation | str, C: Float[Array, "F F"], a, b, c, d) -> Float[Array, ""]:
-    """`I4(a,b,c,d) = E[g'(a) g'(b) g(c) g(d)]`."""
+    """`I4(a,b,c,d) = E[g'(a) g'(b) g(c) g(d)]` for four fields of covariance `C` (docs/theory.md section 2,
+    where `L0`, `L1`, `L2`, `L4` are defined); for erf `(4/pi^2) arcsin(L0 / sqrt(L1 L2)) / sqrt(L4)`. It is
+    the `eta^2` term of `dQ/dalpha` (section 4).
+
+    **Arguments:**
+
+    - `activation`: an [`AbstractActivation`][] or its name (`"erf"`, `"linear"`).
+    - `C`: the covariance of the local fields, `Float[Array, "F F"]` (symmetric positive semi-definite).
+    - `a`, `b`, `c`, `d`: field indices, integers in `[0, F)`.
+
+    **Returns:** the scalar `I4(a, b, c, d)`, `Float[Array, ""]`.
+    """
     return get_activation(activation).i4(
         C[a, a], C[b, b], C[c, c], C[d, d], C[a, b], C[a, c], C[a, d], C[b, c], C[b, d], C[c, d]
     )

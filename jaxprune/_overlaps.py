@@ -39,13 +39,28 @@ def _as_array(x):
 
 
 class Overlaps(eqx.Module):
-    """Order parameters of a student (K units) and a teacher (M units).
+    """Order parameters of a student (`K` units) and a teacher (`M` units) (docs/theory.md section 1): with
+    student weights `w` (`K x N`) and teacher weights `w*` (`M x N`), `Q = w w^T / N`, `R = w w*^T / N`,
+    `T = w* w*^T / N`. An equinox Module (a pytree): it passes through `jit`, `vmap` and `grad`.
 
-    **Fields:** `Q: Float[K, K]`, `R: Float[K, M]`, `T: Float[M, M]`, `v: Float[K]` (student second layer),
-    `v_star: Float[M]` (teacher second layer).
+    **Fields** (the constructor's keyword arguments):
+
+    - `Q`: student-student overlaps, `Float[Array, "K K"]` (symmetric positive semi-definite).
+    - `R`: student-teacher overlaps, `Float[Array, "K M"]`.
+    - `T`: teacher-teacher overlaps, `Float[Array, "M M"]` (symmetric positive semi-definite).
+    - `v`: the student's second layer, `Float[Array, " K"]`.
+    - `v_star`: the teacher's second layer, `Float[Array, " M"]`.
 
     Python lists become arrays. Shapes are checked on construction (a `ValueError` naming the field); values
-    (symmetry, positive semi-definiteness, finiteness) by [`validate_overlaps`][] outside `jit`.
+    (symmetry, positive semi-definiteness of `[[Q, R], [R^T, T]]`, finiteness) by [`validate_overlaps`][]
+    outside `jit`. Batched states (leaves with leading axes) are what solvers return; build them with
+    `jax.tree.map`, not through the constructor's shape check.
+
+    **Example:**
+    ```python
+    state = jp.Overlaps(Q=[[1.0, 0.2], [0.2, 1.0]], R=[[0.9], [0.1]], T=[[1.0]], v=[1.0, 1.0], v_star=[1.0])
+    jp.generalisation_error(state)
+    ```
     """
 
     Q: Float[Array, "K K"] = eqx.field(converter=_as_array)
@@ -81,8 +96,20 @@ class Overlaps(eqx.Module):
         `Q = q_scale I`, `R_in = 1e-3 sin(1 + i M + n)` (small, and different for every pair, so that the
         student-permutation symmetry is broken), `T = I`, `v` and `v*` constant (scalars) or given (vectors).
 
-        **Arguments:** `K`, `M` (unit counts, >= 1); `v_star`, `v` (scalar or vector of length M / K);
-        `q_scale` (the diagonal of `Q`); `dtype` (default: JAX's default float).
+        **Arguments:**
+
+        - `K`, `M`: the numbers of student and teacher units, `>= 1`.
+        - `v_star`: the teacher's second layer, a scalar or a vector of length `M`.
+        - `v`: the student's second layer, a scalar or a vector of length `K`.
+        - `q_scale`: the diagonal of `Q`, `> 0`.
+        - `dtype`: the dtype of every leaf (default: JAX's default float).
+
+        **Returns:** the [`Overlaps`][].
+
+        **Example:**
+        ```python
+        jp.Overlaps.reference(K=6, M=2, v_star=[1.0, 2.0])
+        ```
         """
         K, M = check_int("K", K, 1), check_int("M", M, 1)
         q_scale = check_float("q_scale", q_scale, 0.0, lo_open=True)
@@ -99,7 +126,7 @@ class Overlaps(eqx.Module):
 
         return cls(
             Q=jnp.asarray(q_scale * np.eye(K), dtype), R=jnp.asarray(1e-3 * np.sin(1.0 + i * M + n), dtype),
-            T=jnp.eye(M, dtype=dtype), v=jnp.asarray(vec(v, K, "v"), dtype),
+            T=jnp.asarray(np.eye(M), dtype), v=jnp.asarray(vec(v, K, "v"), dtype),
             v_star=jnp.asarray(vec(v_star, M, "v_star"), dtype),
         )
 
@@ -114,7 +141,8 @@ class Overlaps(eqx.Module):
         return self.v_star.shape[-1]
 
     def covariance(self) -> Float[Array, "F F"]:
-        """The joint covariance of the local fields `Omega = [[Q, R], [R^T, T]]` (students first)."""
+        """The joint covariance of the local fields `Omega = [[Q, R], [R^T, T]]`, `F = K + M` (students first;
+        docs/theory.md section 1)."""
         top = jnp.concatenate([self.Q, self.R], axis=-1)
         bottom = jnp.concatenate([jnp.swapaxes(self.R, -1, -2), self.T], axis=-1)
         return jnp.concatenate([top, bottom], axis=-2)
@@ -127,34 +155,59 @@ class Overlaps(eqx.Module):
 def normalise_student(state: Overlaps) -> Overlaps:
     """The student with every first-layer row rescaled to `|w_i|^2 / N = 1` (the seed paper's normalisation
     before pruning, docs/theory.md, section 6.3): `Q'_ik = Q_ik / sqrt(Q_ii Q_kk)`, `R'_in = R_in / sqrt(Q_ii)`;
-    `v`, `T`, `v*` unchanged (so the network's function changes, as in the paper)."""
+    `v`, `T`, `v*` unchanged (so the network's function changes, as in the paper).
+
+    **Arguments:**
+
+    - `state`: an [`Overlaps`][] with `Q_ii > 0` for every unit (a zero unit gives NaN). Leaves may carry leading
+      batch axes (`Q: Float[Array, "*batch K K"]`, `R: Float[Array, "*batch K M"]`).
+
+    **Returns:** the normalised [`Overlaps`][] (unit diagonal of `Q`), same shapes and dtype.
+    """
     d = 1.0 / jnp.sqrt(jnp.diagonal(state.Q, axis1=-2, axis2=-1))
     return Overlaps(Q=state.Q * d[..., :, None] * d[..., None, :], R=state.R * d[..., :, None], T=state.T,
                     v=state.v, v_star=state.v_star)
 
 
-def overlaps_from_weights(
-    w: Float[ArrayLike, "K N"],
-    w_star: Float[ArrayLike, "M N"],
-    v: Float[ArrayLike, " K"],
-    v_star: Float[ArrayLike, " M"],
-) -> Overlaps:
-    """Order parameters of concrete weights: `Q = w w^T / N`, `R = w w*^T / N`, `T = w* w*^T / N`.
+def overlaps_from_weights(w: ArrayLike, w_star: ArrayLike, v: ArrayLike, v_star: ArrayLike) -> Overlaps:
+    """Order parameters of concrete weights: `Q = w w^T / N`, `R = w w*^T / N`, `T = w* w*^T / N`
+    (docs/theory.md section 1).
 
-    This is the one place where finite-N networks meet the theory.
+    This is the one place where finite-N networks meet the theory: every Gaussian average of the networks
+    (their error, [`generalisation_error`][]) is a function of these overlaps, exactly, at any `N`.
+
+    **Arguments:**
+
+    - `w`: the student's first layer, `Float[ArrayLike, "K N"]`.
+    - `w_star`: the teacher's first layer, `Float[ArrayLike, "M N"]` (the same `N`).
+    - `v`: the student's second layer, `Float[ArrayLike, " K"]`.
+    - `v_star`: the teacher's second layer, `Float[ArrayLike, " M"]`.
+
+    **Returns:** an [`Overlaps`][] in the dtype of `w` (`v`, `v_star` are cast to it). Mismatched shapes are a
+    `ValueError`.
+
+    **Example:**
+    ```python
+    student, teacher = jp.init_student(key1, 500, 3), jp.make_teacher(key2, 500, 2)
+    state = jp.overlaps_from_weights(student.w, teacher.w_star, student.v, teacher.v_star)
+    ```
     """
     w, w_star = jnp.asarray(w), jnp.asarray(w_star)
     if w.ndim != 2 or w_star.ndim != 2 or w.shape[1] != w_star.shape[1]:
         raise ValueError(
             f"w must be (K, N) and w_star (M, N) with the same N, got {w.shape} and {w_star.shape}"
         )
+    v, v_star = jnp.asarray(v, dtype=w.dtype), jnp.asarray(v_star, dtype=w.dtype)
+    if v.shape != w.shape[:1] or v_star.shape != w_star.shape[:1]:
+        raise ValueError(f"v must have shape {w.shape[:1]} and v_star shape {w_star.shape[:1]} (K, M from w, "
+                         f"w_star), got {v.shape} and {v_star.shape}")
     n = w.shape[1]
     return Overlaps(
         Q=w @ w.T / n,
         R=w @ w_star.T / n,
         T=w_star @ w_star.T / n,
-        v=jnp.asarray(v, dtype=w.dtype),
-        v_star=jnp.asarray(v_star, dtype=w.dtype),
+        v=v,
+        v_star=v_star,
     )
 
 
@@ -165,11 +218,18 @@ def max_second_layer(K: int, M: int, dtype=float) -> float:
 
 
 def validate_overlaps(state: Overlaps, *, name: str = "state", rtol: float = 1e-8) -> Overlaps:
-    """Check values on the host: finite, `Q` and `T` symmetric, `Omega` positive semi-definite, second layers
-    small enough for a finite error (`max_second_layer`).
+    """Check the values of `state` on the host: finite, `Q` and `T` symmetric, `Omega = [[Q, R], [R^T, T]]`
+    positive semi-definite (overlaps of real weight vectors, docs/theory.md section 1), second layers small
+    enough for a finite error (`|v|, |v*| <= sqrt(float max) / (K + M)`).
 
-    Raises `ValueError` naming the offending field and the violated condition. Returns `state` unchanged.
-    Not for use under `jit` (the values must be concrete).
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] to check (concrete arrays; not for use under `jit`).
+    - `name`: how the messages name `state` (e.g. a file path; default `"state"`).
+    - `rtol`: relative tolerance of the symmetry and semi-definiteness checks (`> 0`; asymmetries up to
+      `1e3 rtol` times the largest entry, and eigenvalues down to `-1e3 rtol F` times the spectral scale, pass).
+
+    **Returns:** `state` unchanged. A violated condition is a `ValueError` naming the offending field.
     """
     arrays = {k: np.asarray(getattr(state, k)) for k in ("Q", "R", "T", "v", "v_star")}
     for k, a in arrays.items():
@@ -188,7 +248,7 @@ def validate_overlaps(state: Overlaps, *, name: str = "state", rtol: float = 1e-
         asym = float(np.max(np.abs(a - a.T)))
         if asym > 1e3 * rtol * scale:
             raise ValueError(f"{name}.{k} must be symmetric, max |{k} - {k}^T| = {asym:.3g}")
-    omega = np.asarray(state.covariance())
+    omega = np.block([[arrays["Q"], arrays["R"]], [arrays["R"].T, arrays["T"]]])  # NumPy: no program to trace
     omega = 0.5 * (omega + omega.T)
     eig = np.linalg.eigvalsh(omega)
     scale = max(1.0, float(np.max(np.abs(eig))))
@@ -201,7 +261,17 @@ def validate_overlaps(state: Overlaps, *, name: str = "state", rtol: float = 1e-
 
 
 def save_state(path: str | os.PathLike, state: Overlaps, **extra) -> Path:
-    """Write `state` as JSON `{"Q", "R", "T", "v", "v_star", ...extra}`, atomically."""
+    """Write `state` as a JSON object `{"Q", "R", "T", "v", "v_star", ...extra}` (nested lists), atomically
+    (readers see the old file or the whole new one).
+
+    **Arguments:**
+
+    - `path`: the file to write (its folder is created if needed).
+    - `state`: the [`Overlaps`][] to save (one state, concrete arrays).
+    - `extra`: further JSON-serialisable entries (keyword arguments; arrays become lists).
+
+    **Returns:** the `Path` written. [`load_state`][] reads it back.
+    """
     payload = {k: np.asarray(getattr(state, k)) for k in ("Q", "R", "T", "v", "v_star")}
     payload.update(extra)
     return atomic_write_json(path, payload)
@@ -221,9 +291,18 @@ def _numeric_leaves_only(x, path: Path, key: str) -> None:
 
 
 def load_state(path: str | os.PathLike, *, validate: bool = True) -> Overlaps:
-    """Read a JSON state file (see [`save_state`][]). A file that is not a readable UTF-8 JSON object with the
-    keys `Q`, `R`, `T`, `v`, `v_star` holding numbers (not strings or booleans), or a path that is a folder,
-    gives a one-line `ValueError` naming the file (a missing file: `FileNotFoundError`)."""
+    """Read a JSON state file written by [`save_state`][] (or by hand): an object with the keys `Q`, `R`, `T`,
+    `v`, `v_star` holding (nested lists of) numbers; other keys are ignored.
+
+    **Arguments:**
+
+    - `path`: the JSON file.
+    - `validate`: check the values with [`validate_overlaps`][] (default `True`).
+
+    **Returns:** the [`Overlaps`][], in JAX's default float dtype. A file that is not a readable UTF-8 JSON
+    object with those keys holding numbers (not strings or booleans), or a path that is a folder, gives a
+    one-line `ValueError` naming the file; a missing file, `FileNotFoundError`.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

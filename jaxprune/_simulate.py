@@ -8,7 +8,8 @@ simultaneous update (values before the step on the right-hand sides)
 
 with `lambda_k = w_k.x / sqrt N`, `nu_n = w*_n.x / sqrt N` and `lambda` the weight decay of [`SGDConfig`][].
 Order parameters are read off the weights by [`overlaps_from_weights`][] (the one place where weights become
-overlaps), so the recorded trajectory can be compared with [`solve_ode`][] at `alpha = steps / N`.
+overlaps), so the recorded trajectory can be compared with [`solve_ode`][] at `alpha = steps / N`. The networks
+([`Teacher`][], [`Student`][]), their constructors, outputs and fresh-input test MSE are `jaxprune._networks`.
 
 Implementation: an outer `lax.scan` over record intervals, a middle one over blocks of `block` steps whose
 inputs (and the teacher's labels) are drawn and computed at once, and an inner `lax.scan` over the steps of a
@@ -19,7 +20,6 @@ float64 runs see the same samples. Jittable (static `steps`, `record_every`, `te
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import math
 
 import equinox as eqx
@@ -28,10 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, Key, PRNGKeyArray, UInt32
 
-from ._activations import AbstractActivation, get_activation
+from ._activations import AbstractActivation
 from ._checks import check_choice, check_float, check_int, is_concrete
 from ._config import SGDConfig
 from ._error import generalisation_error
+from ._networks import Student, Teacher, as_key, float_dtype, noisy_test_mse, teacher_labels
+from ._networks import fresh_test_mse as fresh_test_mse
+from ._networks import init_student as init_student
+from ._networks import make_teacher as make_teacher
 from ._overlaps import Overlaps, overlaps_from_weights
 from ._status import Status
 
@@ -53,79 +57,24 @@ PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 _DEFAULT_BLOCK = 256
 
 
-def _shape(x):
-    return tuple(getattr(x, "shape", ()))
-
-
-class Teacher(eqx.Module):
-    """Teacher network `y = sum_n v*_n g(w*_n.x / sqrt N) (+ sigma zeta)`.
-
-    **Fields:** `w_star: Float[M, N]`, `v_star: Float[M]`.
-    """
-
-    w_star: Float[Array, "M N"]
-    v_star: Float[Array, " M"]
-
-    def __check_init__(self):
-        if not all(hasattr(x, "shape") for x in (self.w_star, self.v_star)):
-            return  # axis specs etc.
-        w, v = _shape(self.w_star), _shape(self.v_star)
-        if len(w) < 2 or len(v) < 1 or w[-2] != v[-1]:
-            raise ValueError(f"Teacher needs w_star of shape (M, N) and v_star of shape (M,), got {w} and {v}")
-
-    @property
-    def M(self) -> int:
-        """Number of teacher units."""
-        return self.w_star.shape[-2]
-
-    @property
-    def N(self) -> int:
-        """Input dimension."""
-        return self.w_star.shape[-1]
-
-
-class Student(eqx.Module):
-    """Student network `phi(x) = sum_k v_k g(w_k.x / sqrt N)`; build it from given weights as
-    `Student(w=..., v=...)` or draw one with [`init_student`][].
-
-    **Fields:** `w: Float[K, N]`, `v: Float[K]`.
-    """
-
-    w: Float[Array, "K N"]
-    v: Float[Array, " K"]
-
-    def __check_init__(self):
-        if not all(hasattr(x, "shape") for x in (self.w, self.v)):
-            return
-        w, v = _shape(self.w), _shape(self.v)
-        if len(w) < 2 or len(v) < 1 or w[-2] != v[-1]:
-            raise ValueError(f"Student needs w of shape (K, N) and v of shape (K,), got {w} and {v}")
-
-    @property
-    def K(self) -> int:
-        """Number of student units."""
-        return self.w.shape[-2]
-
-    @property
-    def N(self) -> int:
-        """Input dimension."""
-        return self.w.shape[-1]
-
-
 class SimulationResult(eqx.Module):
     """Result of [`simulate`][]. With `R = steps / record_every + 1` records (the initial state included):
 
     **Fields:**
-    - `alphas: Float[R]`: `steps done / N` at each record (`0, record_every / N, ..., steps / N`).
-    - `states`: an [`Overlaps`][] whose leaves carry the leading record axis `R`
-      (from [`overlaps_from_weights`][]).
-    - `eps_g: Float[R]`: exact noise-free generalisation error `1/2 E[(phi - y_clean)^2]` of the recorded
-      overlaps ([`generalisation_error`][]); NaN from the record where the run diverged.
-    - `test_mse: Float[R]`: empirical NOISY test MSE `mean (phi - y_clean - sigma zeta)^2` on `test_samples`
-      fresh held-out inputs per record, comparable to `2 eps_g + sigma^2`; NaN when `test_samples = 0`.
+
+    - `alphas`: `Float[Array, " R"]`, `steps done / N` at each record (`0, record_every / N, ..., steps / N`).
+    - `states`: an [`Overlaps`][] whose leaves carry the leading record axis `R` (`Q: Float[Array, "R K K"]`,
+      ...; from [`overlaps_from_weights`][]).
+    - `eps_g`: `Float[Array, " R"]`, exact noise-free generalisation error `1/2 E[(phi - y_clean)^2]` of the
+      recorded overlaps ([`generalisation_error`][]); NaN from the record where the run diverged.
+    - `test_mse`: `Float[Array, " R"]`, empirical NOISY test MSE `mean (phi - y_clean - sigma zeta)^2` on
+      `test_samples` fresh held-out inputs per record (the estimator of [`fresh_test_mse`][]), comparable to
+      `2 eps_g + sigma^2`; NaN when `test_samples = 0`.
     - `final`: the [`Student`][] after the last step (the last finite recorded one if the run diverged).
-    - `status: Int[]`: `Status.SUCCESS` or `Status.DIVERGED` (weights non-finite or overlaps beyond the
-      divergence threshold at some record).
+    - `status`: `Int[Array, ""]`, `Status.SUCCESS` or `Status.DIVERGED` (weights non-finite or overlaps beyond
+      the divergence threshold at some record).
+
+    From [`simulate_seeds`][] every field carries a further leading seed axis `S`.
     """
 
     alphas: Float[Array, " R"]
@@ -134,92 +83,6 @@ class SimulationResult(eqx.Module):
     test_mse: Float[Array, " R"]
     final: Student
     status: Int[Array, ""]
-
-
-# --------------------------------------------------------------------------------------------- constructors
-
-
-def _float_dtype(dtype, default=jnp.float32):
-    dt = jnp.dtype(default if dtype is None else dtype)
-    if not jnp.issubdtype(dt, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype (float32 or float64), got {dt}")
-    if dt == jnp.float64 and not jax.config.read("jax_enable_x64"):
-        raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
-    return dt
-
-
-def _as_key(key) -> Key[Array, "..."] | UInt32[Array, "... _"]:
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.wrap_key_data(key)  # legacy uint32 key from jax.random.PRNGKey
-
-
-def _second_layer(value, n: int, name: str, dtype) -> Array:
-    arr = jnp.asarray(value, dtype=dtype)
-    if arr.ndim == 0:
-        arr = jnp.full((n,), arr, dtype=dtype)
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must be a scalar or a vector of length {n}, got shape {arr.shape}")
-    if is_concrete(arr) and not bool(jnp.all(jnp.isfinite(arr))):
-        raise ValueError(f"{name} must be finite, got {np.asarray(arr)}")
-    return arr
-
-
-def make_teacher(
-    key: PRNGKeyArray,
-    N: int,
-    M: int,
-    *,
-    v_star: float | Float[ArrayLike, " M"] = 1.0,
-    orthonormal: bool = False,
-    dtype=None,
-) -> Teacher:
-    """A random teacher: rows `w*_n ~ N(0, I_N)` iid (so `T ~ I` up to `O(1/sqrt N)`), or with
-    `orthonormal=True` rows orthogonalised exactly and scaled to norm `sqrt N`, so `T = I` (needs `M <= N`).
-
-    `v_star` is a scalar (all teacher units) or a length-`M` vector. `dtype` defaults to float32.
-    """
-    N, M = check_int("N", N, 1), check_int("M", M, 1)
-    dtype = _float_dtype(dtype)
-    g = jax.random.normal(_as_key(key), (M, N), dtype=dtype)
-    if orthonormal:
-        if M > N:
-            raise ValueError(f"orthonormal teacher needs M <= N, got M={M}, N={N}")
-        q, r = jnp.linalg.qr(g.T)  # (N, M), orthonormal columns
-        q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(dtype)[None, :]
-        g = math.sqrt(N) * q.T
-    return Teacher(w_star=g, v_star=_second_layer(v_star, M, "v_star", dtype))
-
-
-def init_student(
-    key: PRNGKeyArray,
-    N: int,
-    K: int,
-    *,
-    scale: float = 1.0,
-    v0: float | str | Sequence[float] | Float[ArrayLike, " K"] = 1.0,
-    v0_scale: float = 0.01,
-    dtype=None,
-) -> Student:
-    """A random student: `w_ki ~ N(0, scale^2)` iid (so `Q0 ~ scale^2 I`); `v0` a scalar, a length-`K` vector
-    or `"random"` for small random second-layer weights `v_k ~ N(0, v0_scale^2)`. dtype defaults to float32.
-
-    For given weights build `Student(w=w, v=v)` directly.
-    """
-    N, K = check_int("N", N, 1), check_int("K", K, 1)
-    dtype = _float_dtype(dtype)
-    scale = check_float("scale", scale, 0.0)
-    kw, kv = jax.random.split(_as_key(key))
-    w = scale * jax.random.normal(kw, (K, N), dtype=dtype)
-    if isinstance(v0, str):
-        if v0 != "random":
-            raise ValueError(f"v0 must be a number, a length-K vector or 'random', got {v0!r}")
-        v0_scale = check_float("v0_scale", v0_scale, 0.0)
-        v = v0_scale * jax.random.normal(kv, (K,), dtype=dtype)
-    else:
-        v = _second_layer(v0, K, "v0", dtype)
-    return Student(w=w, v=v)
 
 
 # --------------------------------------------------------------------------------------------- the SGD step
@@ -249,11 +112,6 @@ def _student_update(
     return w_new, v_new
 
 
-def _labels(act: AbstractActivation, teacher: Teacher, xs: Float[Array, "B N"], noise: Float[Array, " B"], sigma):
-    """Noisy teacher labels of a block: `y = g(xs w*^T) v* + sigma zeta`."""
-    return act(xs @ teacher.w_star.T) @ teacher.v_star + sigma * noise
-
-
 def sgd_step(
     teacher: Teacher,
     student: Student,
@@ -266,7 +124,7 @@ def sgd_step(
     N = student.N
     h = _hyper(config, N, dtype)
     xs = jnp.asarray(x, dtype) / math.sqrt(N)
-    y = _labels(config.activation, teacher, xs[None, :], jnp.asarray(zeta, dtype)[None], h["sigma"])[0]
+    y = teacher_labels(config.activation, teacher, xs[None, :], jnp.asarray(zeta, dtype)[None], h["sigma"])[0]
     w, v = _student_update(config.activation, config.mode == "two-layer", h, student.w, student.v, xs, y)
     return Student(w=w, v=v)
 
@@ -291,7 +149,7 @@ def _draw(key, b: int, N: int, dtype):
 
 def _split_key(key, steps: int, record_every: int, block: int, test_samples: int, prng):
     """Keys of the run: per record interval, one per block; per record, one for the test set."""
-    key = _as_key(key)
+    key = as_key(key)
     if prng is not None:
         data_shape = jax.random.key_data(jax.random.key(0, impl=prng)).shape
         key = jax.random.wrap_key_data(jax.random.bits(key, data_shape, jnp.uint32), impl=prng)
@@ -324,38 +182,13 @@ def _diverged(w, v, state: Overlaps, threshold):
     return ~finite | ~(big <= threshold)
 
 
-def _test_mse(act, teacher: Teacher, w, v, key, P: int, sigma, dtype):
-    """Empirical noisy test MSE on `P` fresh inputs (NaN when `P = 0`)."""
+def _record_test_mse(act, teacher: Teacher, w, v, key, P: int, sigma, dtype):
+    """The noisy test MSE of a record of [`simulate`][] on `P` fresh inputs drawn as the training inputs are
+    (`_draw`: float32, then cast to `dtype`); NaN when `P = 0`."""
     if P == 0:
         return jnp.asarray(jnp.nan, dtype)
     xs, z = _draw(key, P, teacher.N, dtype)
-    y = _labels(act, teacher, xs, z, sigma)
-    phi = act(xs @ w.T) @ v
-    return jnp.mean(jnp.square(phi - y))
-
-
-@eqx.filter_jit
-def fresh_test_mse(
-    key: PRNGKeyArray,
-    w: Float[Array, "K N"],
-    v: Float[Array, " K"],
-    w_star: Float[Array, "M N"],
-    v_star: Float[Array, " M"],
-    sigma: float | Float[Array, ""] = 0.0,
-    *,
-    samples: int,
-    activation: AbstractActivation | str = "erf",
-) -> Float[Array, ""]:
-    """Empirical noisy test MSE `mean (phi(x) - y)^2` of a concrete student on `samples` fresh Gaussian inputs,
-    `y = sum_n v*_n g(nu_n) + sigma zeta` (docs/theory.md, sections 1 and 3; its expectation is
-    `2 eps_g + sigma^2`). Inputs in the weights' dtype; the noise draws use `fold_in(key, 1)`."""
-    act = get_activation(activation)
-    N = w.shape[1]
-    x = jax.random.normal(key, (samples, N), w.dtype) / math.sqrt(N)
-    phi = act(x @ w.T) @ v
-    noise = jax.random.normal(jax.random.fold_in(key, 1), (samples,), w.dtype)
-    y = act(x @ w_star.T) @ v_star + sigma * noise
-    return jnp.mean(jnp.square(phi - y))
+    return noisy_test_mse(act, w, v, teacher, xs, z, sigma)
 
 
 def _validate(teacher: Teacher, student: Student, config: SGDConfig, steps, record_every, test_samples, block,
@@ -407,7 +240,8 @@ def simulate(
     """Online SGD of `student` on the `teacher` at finite N for `steps` steps (module docstring).
 
     **Arguments:**
-    - `key`: PRNG key (typed or legacy uint32) for the inputs, label noise and test sets.
+
+    - `key`: PRNG key (typed or legacy `uint32`) for the inputs, label noise and test sets.
     - `teacher`, `student`: [`Teacher`][], [`Student`][] with the same `N`.
     - `config`: [`SGDConfig`][] (`eta > 0`, `eta_v`, `sigma`, `weight_decay`, `mode`, `activation`).
     - `steps`: number of SGD steps (static, `>= 1`); time `alpha = steps / N`.
@@ -422,13 +256,23 @@ def simulate(
     - `divergence_threshold`: a record with non-finite weights or `|Q|`, `|R|` or `|v|` above this sets
       `Status.DIVERGED`; the weights are then frozen at the last finite record.
 
-    **Returns:** a [`SimulationResult`][]. Jittable (wrap with the static arguments fixed); for many seeds use
-    [`simulate_seeds`][] or `jax.vmap(lambda k: simulate(k, ...))(keys)`.
+    **Returns:** a [`SimulationResult`][] with `R = steps / record_every + 1` records. Jittable (wrap with the
+    static arguments fixed); for many seeds use [`simulate_seeds`][] or
+    `jax.vmap(lambda k: simulate(k, ...))(keys)`.
+
+    **Example:**
+    ```python
+    teacher = jp.make_teacher(jax.random.key(1), 500, 2)
+    student = jp.init_student(jax.random.key(2), 500, 3)
+    res = jp.simulate(jax.random.key(0), teacher, student, jp.SGDConfig(eta=0.5), steps=50_000,
+                      record_every=5_000)
+    res.alphas, res.eps_g  # the learning curve at alpha = 0, 10, ..., 100, to compare with solve_ode
+    ```
     """
     steps, record_every = _validate(teacher, student, config, steps, record_every, test_samples, block,
                                     divergence_threshold, prng, unroll)
     return _simulate(key, teacher, student, config, steps=steps, record_every=record_every,
-                     test_samples=int(test_samples), dtype=_float_dtype(dtype), block=int(block), prng=prng,
+                     test_samples=int(test_samples), dtype=float_dtype(dtype), block=int(block), prng=prng,
                      unroll=int(unroll), divergence_threshold=float(divergence_threshold))
 
 
@@ -446,7 +290,7 @@ def _simulate(key, teacher, student, config, *, steps, record_every, test_sample
 
     def run_block(carry, k, size):
         xs, z = _draw(k, size, N, dtype)
-        y = _labels(act, teacher, xs, z, h["sigma"])
+        y = teacher_labels(act, teacher, xs, z, h["sigma"])
 
         def step(c, xy):
             return _student_update(act, two_layer, h, c[0], c[1], xy[0], xy[1]), None
@@ -455,7 +299,7 @@ def _simulate(key, teacher, student, config, *, steps, record_every, test_sample
 
     def record(w, v, k):
         state = overlaps_from_weights(w, teacher.w_star, v, teacher.v_star)
-        mse = _test_mse(act, teacher, w, v, k, test_samples, h["sigma"], dtype)
+        mse = _record_test_mse(act, teacher, w, v, k, test_samples, h["sigma"], dtype)
         return state, generalisation_error(state, act), mse
 
     def interval(carry, keys):
@@ -497,11 +341,32 @@ def simulate_seeds(
     config: SGDConfig,
     **kwargs,
 ) -> SimulationResult:
-    """[`simulate`][] for a batch of keys (`vmap`); `teacher` and `student` are shared, or batched along a
-    leading seed axis (`w_star` of shape `(S, M, N)`, `w` of shape `(S, K, N)`). Keyword arguments as for
-    [`simulate`][]. Every field of the result has a leading seed axis.
+    """[`simulate`][] for a batch of `S` keys, vmapped: one compiled program runs every seed.
+
+    **Arguments:**
+
+    - `keys`: a 1-d batch of PRNG keys, `Key[Array, " S"]` (e.g. `jax.random.split(key, S)`), or legacy
+      `uint32` keys of shape `(S, 2)`.
+    - `teacher`: a [`Teacher`][] shared by every seed, or one per seed (leaves with a leading axis `S`:
+      `w_star` of shape `(S, M, N)`, `v_star` of shape `(S, M)`).
+    - `student`: the initial [`Student`][], shared or one per seed (`w` of shape `(S, K, N)`, `v` of shape
+      `(S, K)`).
+    - `config`: the [`SGDConfig`][], shared by every seed.
+    - `kwargs`: the keyword arguments of [`simulate`][] (`steps` and `record_every` required; `test_samples`,
+      `dtype`, `block`, `prng`, `unroll`, `divergence_threshold`). Every seed's inputs are validated on the
+      host first (a `ValueError` as from [`simulate`][]).
+
+    **Returns:** a [`SimulationResult`][] whose every field has a leading seed axis `S` (`eps_g` of shape
+    `(S, R)`, `status` of shape `(S,)`, ...); seed `s` gives the numbers of `simulate(keys[s], ...)`.
+
+    **Example:**
+    ```python
+    res = jp.simulate_seeds(jax.random.split(key, 8), teacher, student, jp.SGDConfig(eta=0.5),
+                            steps=10_000, record_every=1_000)
+    res.eps_g.mean(axis=0)  # the mean learning curve over 8 seeds
+    ```
     """
-    keys = _as_key(keys)
+    keys = as_key(keys)
     if keys.ndim != 1:
         raise ValueError(f"keys must be a 1-d batch of PRNG keys, got shape {keys.shape}")
     S = keys.shape[0]
@@ -530,7 +395,7 @@ def simulate_seeds(
     if unknown:
         raise ValueError(f"unknown keyword arguments {sorted(unknown)}")
     opts.update(kwargs)
-    opts["dtype"] = _float_dtype(opts["dtype"])
+    opts["dtype"] = float_dtype(opts["dtype"])
     opts["divergence_threshold"] = float(opts["divergence_threshold"])
     return _simulate_batched(keys, teacher, student, config, t_ax, s_ax, opts)
 

@@ -12,8 +12,18 @@ __all__ = ["Status", "describe"]
 
 
 class Status(enum.IntEnum):
-    """Outcome of a solve."""
+    """Outcome of a solve (docs/theory.md section 5.1): an `IntEnum`, so a code compares equal to its integer
+    and to the `int32` arrays that solvers return inside `jit` and `vmap` (one code per configuration).
 
+    **Example:**
+    ```python
+    sol = jp.solve_ode(state0, config, alphas, throw=False)
+    if sol.status != jp.Status.SUCCESS:
+        print(jp.describe(sol.status))
+    ```
+    """
+
+    #: the solve succeeded (for fixed points: converged, physical, linearly stable)
     SUCCESS = 0
     #: the overlaps grew beyond the divergence threshold or became non-finite
     DIVERGED = 1
@@ -41,7 +51,15 @@ _WORDS = {
 
 
 def describe(code) -> str:
-    """A short phrase for a status code (an int or 0-d array)."""
+    """A short phrase for a status code.
+
+    **Arguments:**
+
+    - `code`: a [`Status`][], an `int` or a 0-d integer array (one element of a solver's `status`).
+
+    **Returns:** a phrase such as `"diverged (overlaps unbounded or non-finite)"`; `"unknown status n"` for an
+    integer that is no [`Status`][].
+    """
     try:
         return _WORDS[Status(int(code))]
     except ValueError:

@@ -9,7 +9,7 @@ Time is `alpha = steps / N`. With `u = (v, -v*)` the error signal is `Delta = su
 
 which is docs/theory.md section 4 with the teacher and student sums merged (Saad & Solla 1995; Goldt et al. 2019).
 `lambda` is an optional weight decay, `w <- w - (eta lambda / N) w` per step. `T` and `v*` are constant.
-This module holds the formula once; the integrators ([`solve_ode`][], [`solve_ode_batch`][]) and the fixed
+This module holds the formula once; the integrators ([`solve_ode`][]) and the fixed
 points call it.
 """
 
@@ -36,10 +36,31 @@ def pair_indices(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def vector_field(state: Overlaps, config: SGDConfig) -> Overlaps:
-    """`d(state)/d alpha` of online SGD (module docstring; docs/theory.md section 4), as an [`Overlaps`][] of
-    derivatives (zero for `T` and `v*`).
+    """`d(state)/d alpha` of online SGD in the limit `N -> infinity` (docs/theory.md section 4): with
+    `u = (v, -v*)` and `c, d` over all `K + M` fields,
 
-    `I4(i, k, c, d)` is evaluated on the independent student pairs `i <= k` (by symmetry), each pair
+    - `dR_in/dalpha = -eta v_i sum_c u_c I3(i, n, c) - eta lambda R_in`
+    - `dQ_ik/dalpha = -eta v_i sum_c u_c I3(i, k, c) + (i <-> k) - 2 eta lambda Q_ik
+      + eta^2 v_i v_k [sum_cd u_c u_d I4(i, k, c, d) + sigma^2 J2(i, k)]`
+    - `dv_i/dalpha = -eta_v sum_c u_c I2(i, c)` (two-layer mode; zero for the soft committee machine).
+
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] at which to evaluate (one state; lift over a batch with `vmap`).
+    - `config`: the [`SGDConfig`][]: `eta`, `eta_v`, `sigma`, `weight_decay` (`lambda`), `mode`, `activation`.
+
+    **Returns:** an [`Overlaps`][] of derivatives: `Q: Float[Array, "K K"]` (symmetric),
+    `R: Float[Array, "K M"]`, `v: Float[Array, " K"]`, and zeros for `T` and `v_star` (the teacher is constant).
+    The integrators ([`solve_ode`][]) and the fixed points ([`solve_fixed_point`][])
+    all call this one function.
+
+    **Example:**
+    ```python
+    d = jp.vector_field(jp.Overlaps.reference(K=2, M=2), jp.SGDConfig(eta=0.5, sigma=0.1))
+    d.R  # dR/dalpha at the reference initial state
+    ```
+
+    Implementation: `I4(i, k, c, d)` is evaluated on the independent student pairs `i <= k` (by symmetry), each pair
     contracted with `u_c u_d` over all fields `c, d` at once by the activation's `i4_contracted` (dense over
     the symmetric `(c, d)` block: twice the arcsins of `c <= d`, but no gathers, and for erf the `L1`, `L2`
     terms are computed once per `c`). `I3` and `J2` are evaluated once per step as dense blocks.

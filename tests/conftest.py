@@ -7,16 +7,19 @@ import os
 # --- jaxtyping run-time checks ----------------------------------------------------------------------------------
 # Every function and equinox Module of the modules listed below has its jaxtyping annotations (shapes named
 # "K K", "K M", ... and dtypes) checked at call time by beartype, so a wrong shape or a wrong annotation fails a
-# test. The list is the core (the theory every layer builds on) and the shared pruning primitives; the upper
-# layers' annotations are documentation that is not yet checked (a run with every module, `install_import_hook(
-# "jaxprune", ...)`, finds argument checks that raise TypeCheckError before the library's own one-line
-# ValueError, and annotations of ArrayLike inputs written as Array). JAXPRUNE_TEST_TYPECHECK=0 turns it off.
+# test. The list is the whole library: the core, jaxprune.pruning, jaxprune.design and jaxprune.realdata (the
+# experiments and the CLI are applications on top of it and are not hooked). Public boundaries accept ArrayLike and
+# validate inside, so bad input still meets the library's own one-line ValueError; tests of a precise
+# annotation's rejection use the `no_typecheck` fixture. JAXPRUNE_TEST_TYPECHECK=0 turns it off.
 # This must run before jaxprune is imported.
 TYPECHECKED_MODULES = [
     "jaxprune._activations", "jaxprune._integrals", "jaxprune._overlaps", "jaxprune._error", "jaxprune._config",
-    "jaxprune._vector_field", "jaxprune._ode", "jaxprune._ode_batch", "jaxprune._fixed_point",
-    "jaxprune._simulate", "jaxprune._checks", "jaxprune.pruning._masks", "jaxprune.pruning._linalg",
+    "jaxprune._vector_field", "jaxprune._ode", "jaxprune._fixed_point", "jaxprune._simulate", "jaxprune._networks",
+    "jaxprune._checks", "jaxprune._status", "jaxprune._io", "jaxprune._cache", "jaxprune._program_store",
+    "jaxprune.pruning", "jaxprune.design", "jaxprune.realdata",
 ]
+# More modules (comma-separated package or module names, e.g. "jaxprune.pruning") for a trial run.
+TYPECHECKED_MODULES += [m for m in os.environ.get("JAXPRUNE_TEST_TYPECHECK_EXTRA", "").split(",") if m.strip()]
 if os.environ.get("JAXPRUNE_TEST_TYPECHECK", "1") not in ("", "0"):
     from jaxtyping import install_import_hook
 

@@ -55,11 +55,13 @@ def test_bad_arguments(kwargs, name, tmp_path):
 
 
 def test_cache_info_counts_entries(tmp_path):
-    assert _cache.cache_info(tmp_path / "absent") == {"path": str(tmp_path / "absent"), "entries": 0, "bytes": 0}
+    assert _cache.cache_info(tmp_path / "absent") == {"path": str(tmp_path / "absent"), "entries": 0, "bytes": 0,
+                                                          "programs": 0, "program_bytes": 0}
     (tmp_path / "jit_f-abc-cache").write_bytes(b"x" * 10)
     (tmp_path / "jit_f-abc-atime").write_bytes(b"t" * 8)
     (tmp_path / "other").write_bytes(b"y")
-    assert _cache.cache_info(tmp_path) == {"path": str(tmp_path), "entries": 1, "bytes": 10}
+    assert _cache.cache_info(tmp_path) == {"path": str(tmp_path), "entries": 1, "bytes": 10, "programs": 0,
+                                             "program_bytes": 0}
 
 
 # A worker: turns the cache on in `folder`, waits for a common start time, compiles N_PROGRAMS distinct programs

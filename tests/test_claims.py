@@ -60,7 +60,7 @@ def test_paired_cell_standard_error_is_over_students():
 def _decided(cid, outcomes_by_k, K=6):
     """A constructed table: per k, a cell whose outcome is the one named."""
     spec = {"better": (1.0, 2.0, 0.1), "tie": (1.0, 1.1, 0.1), "worse": (2.0, 1.0, 0.1),
-            "exact-tie": (1.0, 1.0 + 1e-16, 0.0)}
+            "exact-tie": (1.0, 1.0 + 1e-16, 0.0), "nan": (float("nan"), 1.0, 0.1)}
     cells = [_claims.cell(0.0, k, *spec[o]) for k, o in outcomes_by_k.items()]
     return _claims.decide(_claim(cid), cells, source="test", K=K)
 
@@ -76,10 +76,18 @@ def test_verdicts_on_constructed_tables():
     e = _decided("C5", {1: "better", 2: "worse", 3: "worse"})
     assert e["verdict"] == "holds" and [c["claimed"] for c in e["cells"]] == [True, False, False]
     assert _decided("C5", {1: "tie", 2: "worse"})["verdict"] == "holds in part"
+    # the paper claims C5 at K = 6 (k = 1) and K = 20 (k = 1..4) only: at K = 10 nothing is claimed
+    assert _decided("C5", {1: "better", 2: "worse"}, K=10)["verdict"] == "not tested"
+    assert [c["claimed"] for c in _decided("C5", {k: "better" for k in range(1, 6)}, K=20)["cells"]] == [
+        True, True, True, True, False]
     # C3 (equality): every cell must tie
     assert _decided("C3", {1: "exact-tie", 2: "tie"})["verdict"] == "holds"
     assert _decided("C3", {1: "exact-tie", 4: "worse"})["verdict"] == "does not hold"
     assert _decided("C3", {1: "exact-tie", 4: "better"})["verdict"] == "does not hold"
+    # a failed (non-finite) cell is never a tie: the claim stays undecided, and the reason names the cell
+    e = _decided("C3", {1: "exact-tie", 2: "nan"})
+    assert e["cells"][1]["outcome"] == "invalid" and e["verdict"] == "undecided" and "k = 2" in e["reason"]
+    assert _decided("C4", {1: "nan", 2: "worse"})["verdict"] == "undecided"
     # the schema of results["claims"] entries
     e = _decided("C4", {1: "tie"})
     assert set(e) >= {"id", "statement", "a", "b", "cells", "verdict"}

@@ -1,6 +1,8 @@
 """The command line: theory commands, one-line errors with exit code 2, JSON and plot outputs."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -96,3 +98,24 @@ def test_plot_format_follows_the_extension(tmp_path):
         save_plot(fig, tmp_path / "a.xyz")
     assert not (tmp_path / "a.xyz").exists()
     plt.close(fig)
+
+
+def test_command_word_skips_global_options():
+    from jaxprune.cli._main import command_word
+
+    assert command_word(["ode", "--K", "3"]) == "ode"
+    assert command_word(["--float32", "--compile-cache", "ode", "simulate"]) == "simulate"
+    assert command_word(["--no-compile-cache", "bounds"]) == "bounds"
+    assert command_word(["--help"]) is None
+
+
+def test_ode_command_imports_only_what_it_needs(tmp_path):
+    """Start-up (issue 18): `jaxprune ode` loads neither the experiments, nor matplotlib, nor the other
+    commands' modules."""
+    code = ("import sys; from jaxprune.cli._main import main; "
+            "rc = main(['--no-compile-cache', 'ode', '--K', '2', '--M', '1', '--alpha', '1', '--quiet']); "
+            "print(rc, sorted(m for m in sys.modules if m.startswith(('jaxprune.experiments', 'matplotlib', "
+            "'jaxprune.cli._', 'jaxprune.design', 'jaxprune.realdata'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert out == "0 ['jaxprune.cli._common', 'jaxprune.cli._main', 'jaxprune.cli._theory']", out

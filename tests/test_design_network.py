@@ -51,13 +51,13 @@ def test_masked_network_error_rescales(rng):
     assert float(e3) == pytest.approx(float(ref3), rel=1e-10)
 
 
-def test_edge_context_matches_concrete_networks(rng):
-    from jaxprune.design._network import _EdgeContext
-
+def test_edge_mask_errors_match_concrete_networks(rng):
     w, ws, v, vs = network(rng, K=3, N=80)
     masks = np.asarray(rng.random((3,) + w.shape) < 0.5)
     c_fixed = 1.0 + 0.1 * rng.random((3, 3))
-    e, cs = _EdgeContext.of(w, ws, v, vs, jp.Erf()).report(masks, c_fixed=c_fixed)
+    e, cs = jp.design.edge_mask_errors(w, ws, v, vs, masks, scales=c_fixed)
+    assert e.shape == (3, 4) and cs.shape == (3, 4, 3)
+    e, cs = np.asarray(e), np.asarray(cs)
     for i, m in enumerate(masks):
         # every column is the exact error of the concrete network c (m * w) with its reported c
         for j in range(4):
@@ -67,6 +67,16 @@ def test_edge_context_matches_concrete_networks(rng):
         np.testing.assert_allclose(cs[i, 1], 1.0 / m.mean(axis=1), rtol=1e-12)
         np.testing.assert_allclose(cs[i, 3], c_fixed[i], rtol=1e-12)
         assert e[i, 2] <= min(e[i, 0], e[i, 1]) + 1e-12  # the optimal rescale is never worse
+    # without the optimal rescale, column 2 is c = 1; without scales, column 3 too
+    e2, cs2 = jp.design.edge_mask_errors(w, ws, v, vs, masks[:1], optimal=False)
+    np.testing.assert_allclose(cs2[0, 2], 1.0)
+    np.testing.assert_allclose(cs2[0, 3], 1.0)
+    np.testing.assert_allclose(e2[0, 2], e[0, 0], rtol=1e-12)
+    np.testing.assert_allclose(e2[0, 3], e[0, 0], rtol=1e-12)
+    with pytest.raises(ValueError, match="masks must have shape"):
+        jp.design.edge_mask_errors(w, ws, v, vs, masks[0])
+    with pytest.raises(ValueError, match="scales must have shape"):
+        jp.design.edge_mask_errors(w, ws, v, vs, masks, scales=c_fixed[:2])
 
 
 @pytest.mark.slow  # > 20 s on the shared 2-core machine

@@ -63,17 +63,24 @@ def test_gradient_node_relaxed_error(rng):
         fd_check(f, m, idx=range(5), rtol=1e-5)
 
 
-def test_chunked_node_evaluation_matches(rng):
-    from jaxprune.design._node import _NODE_REWEIGHTS, _node_eval_rows
-
+def test_node_subset_table_matches_every_rule(rng):
     w, ws, v, vs = network(rng, K=6, N=100)
     st = jp.overlaps_from_weights(w, ws, v, vs)
     masks = jp.pruning.enumerate_subsets(6, 3)  # 20 rows: two chunks, the second padded
-    errs, vps = _node_eval_rows(st, masks, jp.Erf())
+    errs, vps = jp.design.node_subset_table(st, masks)
     assert errs.shape == (4, 20) and vps.shape == (4, 20, 6)
-    for j, rw in enumerate(_NODE_REWEIGHTS):
+    errs, vps = np.asarray(errs), np.asarray(vps)
+    for j, rw in enumerate(jp.pruning.NODE_REWEIGHTS):
         np.testing.assert_allclose(errs[j], jp.design.node_subset_errors(st, masks, reweight=rw), rtol=1e-12)
         assert np.all(vps[j][~masks] == 0)
+        # the second layer is the one the pruning layer's reweighting rule gives (its error, recomputed)
+        i = 7
+        ref_v = jp.pruning.reweighted_output_weights(st, jnp.asarray(masks[i]), reweight=rw)[0]
+        np.testing.assert_allclose(vps[j, i], ref_v, rtol=1e-10, atol=1e-14)
+        ref_e = jp.generalisation_error(jp.Overlaps(Q=st.Q, R=st.R, T=st.T, v=jnp.asarray(vps[j, i]), v_star=st.v_star))
+        assert errs[j, i] == pytest.approx(float(ref_e), rel=1e-12)
+    with pytest.raises(ValueError, match="masks must have shape"):
+        jp.design.node_subset_table(st, masks[:, :5])
 
 
 def test_blocked_node_subset_errors_match_one_batch(rng, monkeypatch):

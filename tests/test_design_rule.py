@@ -76,6 +76,31 @@ def test_edge_rule_moments_against_sampled_masks(rng):
         np.testing.assert_allclose(emp.R, Rp, atol=0.03)
 
 
+def test_sample_edge_rule_mask_batch_of_keys_is_each_key_alone(rng):
+    w, ws, v, vs = network(rng, K=3, N=50)
+    rule = EdgeRule(a=jnp.asarray([0.0, 0.5, -0.5]), log_slope=jnp.log(jnp.asarray([0.5, 2.0, 6.0])),
+                    log_scale=jnp.zeros(3))
+    keys = jax.random.split(jax.random.key(4), 3)
+    for alloc in ("uniform", "free"):
+        batch = sample_edge_rule_mask(keys, w, rule, 0.4, allocation=alloc)
+        assert batch.shape == (3, 3, 50)
+        for d in range(3):
+            np.testing.assert_array_equal(batch[d], sample_edge_rule_mask(keys[d], w, rule, 0.4, allocation=alloc))
+        if alloc == "uniform":
+            np.testing.assert_array_equal(jnp.sum(batch, axis=2), 20)
+        else:
+            np.testing.assert_array_equal(jnp.sum(batch, axis=(1, 2)), 60)
+    legacy = jax.random.PRNGKey(2)  # a legacy uint32 key, alone and as a batch
+    one = sample_edge_rule_mask(legacy, w, rule, 0.4)
+    assert one.shape == (3, 50)
+    np.testing.assert_array_equal(sample_edge_rule_mask(jnp.stack([legacy, legacy]), w, rule, 0.4)[1], one)
+
+
+def test_conditional_kernels_fit_up_to_twenty_units():
+    assert jp.design.conditional_kernels_fit(20) and not jp.design.conditional_kernels_fit(21)
+    assert jp.design.conditional_kernels_fit(1)
+
+
 def _reference_rule_moments(st, rule, tau):
     """The keep rule's moments from the definitions, unbatched and unsymmetrised: the conditional density of
     `z_2 | z_1` row-normalised on the grid, `(i, k)` and `(k, i)` quadratures averaged."""

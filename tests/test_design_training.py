@@ -48,15 +48,8 @@ def test_forward_and_reverse_mode_give_the_same_design_gradient():
 
 @pytest.mark.slow
 def test_through_training_gradient_and_brute_force():
-    from jaxprune.design._loop import _adam
     from jaxprune.design._node import _relaxed_node_v
-    from jaxprune.design._training import (
-        _MODE_EXACT,
-        _MODE_NONE,
-        _MODE_RELAXED,
-        _evaluate_training,
-        _training_problem,
-    )
+    from jaxprune.design._training import _MODE_NONE, _MODE_RELAXED, _training_problem
 
     K = 4
     st, cfg = _trained_state(K)
@@ -80,14 +73,24 @@ def test_through_training_gradient_and_brute_force():
     # and it is the public retrain_pruned error of the same relaxed start
     np.testing.assert_allclose(jax.jit(lambda m: prob.one(m, jnp.asarray(_MODE_RELAXED), hyp)[1][0])(m0), f(m0),
                                rtol=1e-10)
-    # exact evaluation through the compiled design step == the independent forward program, every subset
+    # exact evaluation through the compiled design step (retrain_subsets) == the independent forward program,
+    # every subset (6 rows in batches of 4: the last call padded)
     masks = np.asarray(jp.pruning.enumerate_subsets(K, 2))
-    design_prob = _training_problem(st, cfg, 2, 5.0, rows=2)
-    for rw, code in (("none", _MODE_NONE), ("optimal", _MODE_EXACT)):
-        ref = np.asarray(jp.design.training_subset_errors(st, cfg, jnp.asarray(masks), 5.0, reweight=rw))
-        got, final = _evaluate_training(design_prob, _adam(0.05), masks, code)
+    refs = {}
+    for rw in ("none", "optimal"):
+        ref = refs[rw] = np.asarray(jp.design.training_subset_errors(st, cfg, jnp.asarray(masks), 5.0, reweight=rw))
+        got, final = jp.design.retrain_subsets(st, cfg, masks, 5.0, reweight=rw, batch=4)
         np.testing.assert_allclose(got, ref, rtol=1e-9)
         assert final.Q.shape == (masks.shape[0], K, K)
+    # one reweighting per row; the all-True row is the unpruned student trained on (a plain ODE solve)
+    rows = np.concatenate([np.ones((1, K), bool), masks[:2]])
+    got, final = jp.design.retrain_subsets(st, cfg, rows, 5.0, reweight=["none", "none", "optimal"], batch=4)
+    trained = jp.solve_ode(st, cfg, np.array([0.0, 5.0]), rtol=1e-9, atol=1e-12).final
+    np.testing.assert_allclose(final.Q[0], trained.Q, rtol=1e-4, atol=1e-6)
+    assert float(got[0]) == pytest.approx(float(jp.generalisation_error(trained)), rel=1e-4)
+    np.testing.assert_allclose(got[1:], [refs["none"][0], refs["optimal"][1]], rtol=1e-9)
+    with pytest.raises(ValueError, match="reweight"):
+        jp.design.retrain_subsets(st, cfg, rows, 5.0, reweight=["none"])
     best = float(np.min(np.asarray(jp.design.training_subset_errors(st, cfg, jnp.asarray(masks), 5.0))))
     d = jp.design.design_through_training(st, cfg, 2, 5.0, steps=40, restarts=2)
     assert float(d.error) == pytest.approx(best, rel=1e-6)

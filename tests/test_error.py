@@ -141,6 +141,21 @@ def test_shape_errors_name_the_field(no_typecheck):
         overlaps_from_weights(np.ones((2, 3)), np.ones((2, 4)), np.ones(2), np.ones(2))
 
 
+def test_overlaps_from_weights_checks_its_arguments():
+    """NumPy arrays are accepted, wrong shapes give the library's one-line ValueError (with the type checks on)."""
+    state = overlaps_from_weights(np.asarray([[1.0, 0.0], [0.0, 2.0]]), np.asarray([[1.0, 1.0]]),
+                                  np.asarray([1.0, 0.5]), np.asarray([2.0]))
+    np.testing.assert_array_equal(state.Q, [[0.5, 0.0], [0.0, 2.0]])
+    np.testing.assert_array_equal(state.R, [[0.5], [1.0]])
+    np.testing.assert_array_equal(state.T, [[1.0]])
+    with pytest.raises(ValueError, match="same N"):
+        overlaps_from_weights(np.ones((2, 3)), np.ones((2, 4)), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="v must have shape"):
+        overlaps_from_weights(np.ones((2, 3)), np.ones((1, 3)), np.ones(3), np.ones(1))
+    with pytest.raises(ValueError, match="v_star shape"):
+        overlaps_from_weights(np.ones((2, 3)), np.ones((1, 3)), np.ones(2), np.ones((1, 1)))
+
+
 def test_value_validation():
     s = _state()
     validate_overlaps(s)

@@ -383,3 +383,12 @@ def test_without_fallback_newton_only():
     newton_only = solve_fixed_point(dup, SGDConfig(eta=0.5, eta_v=0.5, sigma=0.1, mode="two-layer"),
                                     fallback=False, throw=False)
     assert int(newton_only.status) in (Status.NOT_CONVERGED, Status.DIVERGED)
+
+
+def test_describe_status_codes():
+    """Every status code has its own phrase; ints and 0-d arrays are accepted, unknown codes are named."""
+    phrases = {jp.describe(s) for s in jp.Status}
+    assert len(phrases) == len(jp.Status)
+    assert jp.describe(jnp.asarray(jp.Status.MAX_STEPS, dtype=jnp.int32)) == "step budget exhausted"
+    assert jp.describe(1).startswith("diverged")
+    assert jp.describe(99) == "unknown status 99"

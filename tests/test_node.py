@@ -218,7 +218,7 @@ def test_linear_activation_makes_activation_rule_the_preactivation_rule(rng):
     np.testing.assert_allclose(a.v, p.v, rtol=1e-10)
 
 
-def test_prune_nodes_validation(rng):
+def test_prune_nodes_validation(rng, no_typecheck):  # bad dtype / name: the library's ValueError
     state = random_state(rng, 4, 2)
     with pytest.raises(ValueError, match="mask"):
         prune_nodes(state, jnp.ones(3, bool))
@@ -355,8 +355,11 @@ def test_kernel_matrix_matches_numpy(rng):
     for kernel in ("Q", "A", "rbf"):
         L = kernel_matrix(state, kernel, beta=0.7, jitter=0.1)
         np.testing.assert_allclose(L, np_kernel(state, kernel, 0.7) + 0.1 * np.eye(5), rtol=1e-10, atol=1e-14)
+
+
+def test_kernel_matrix_rejects_unknown_kernel(rng, no_typecheck):  # outside the Literal: the library's ValueError
     with pytest.raises(ValueError, match="kernel"):
-        kernel_matrix(state, "cosine")
+        kernel_matrix(random_state(rng, 5, 2), "cosine")
 
 
 def test_importance_is_a_point_mass_on_the_largest_scores(rng):
@@ -374,7 +377,7 @@ def test_importance_is_a_point_mass_on_the_largest_scores(rng):
     np.testing.assert_array_equal(np.flatnonzero(np.asarray(importance_mask(tied, 2))), [0, 1])
 
 
-def test_expected_node_error_validation(rng):
+def test_expected_node_error_validation(rng, no_typecheck):  # k = 2.5, bad names: the library's ValueError
     state = random_state(rng, 5, 2)
     for bad_k in (0, 6, 2.5, True):
         with pytest.raises(ValueError, match="k"):

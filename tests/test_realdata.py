@@ -184,6 +184,97 @@ def test_masks_have_exactly_the_budgeted_count_and_bad_input_is_one_line(key, rn
         assert "\n" not in str(e.value)
 
 
+# --------------------------------------------------------------------------------------------------
+# Methods as objects (`jaxprune.pruning` options and `realdata_option`)
+# --------------------------------------------------------------------------------------------------
+
+P_ = jp.pruning
+
+
+def test_method_objects_give_the_masks_of_their_names(key, rng):
+    """Every name maps onto an object (`realdata_option`), and the object gives bit for bit the masks and the
+    pruned layers of the name; an object's own options (kernel, beta, jitter, steps, learning rate) are used."""
+    P, H, D = 120, 9, 7
+    x = _correlated(rng, P, D)
+    W = jnp.asarray(rng.normal(size=(H, D)))
+    acts = jax.nn.sigmoid(x @ W.T)
+    W2 = jnp.asarray(rng.normal(size=(3, H)))
+    layers = [(W, jnp.zeros(H)), (W2, jnp.zeros(3))]
+    node_objects = {"random": P_.RandomNodes(), "importance": P_.ImportanceNodes(),
+                    "dpp-rbf": P_.DPPNodes(kernel="rbf", beta=0.4, jitter=1e-3),
+                    "dpp-linear": P_.DPPNodes(kernel="A", beta=0.4, jitter=1e-3),
+                    "designed": rd.DesignedNodes(steps=15)}
+    edge_objects = {"random": P_.RandomEdges(), "magnitude": P_.MagnitudeEdges(), "dpp": P_.DPPEdges(),
+                    "designed": rd.DesignedEdges(steps=15)}
+    assert set(node_objects) == set(rd.NODE_METHODS) and set(edge_objects) == set(rd.EDGE_METHODS)
+    for name, obj in node_objects.items():
+        assert rd.realdata_option("node", name, beta=0.4, jitter=1e-3, design_steps=15) == obj
+        by_name = rd.node_masks(key, name, 4, 3, acts=acts, W2=W2, beta=0.4, jitter=1e-3, design_steps=15)
+        by_obj = rd.node_masks(key, obj, 4, 3, acts=acts, W2=W2)
+        np.testing.assert_array_equal(by_obj, by_name)
+        assert by_obj.shape[0] == (3 if rd.is_randomised(obj) else 1)
+        assert ((("node", name) in rd.RANDOMISED) == rd.is_randomised(obj))
+    for name, obj in edge_objects.items():
+        assert rd.realdata_option("edge", name, design_steps=15) == obj
+        by_name = rd.edge_masks(key, name, 3, 2, W=W, x=x, design_steps=15)
+        np.testing.assert_array_equal(rd.edge_masks(key, obj, 3, 2, W=W, x=x), by_name)
+        assert ((("edge", name) in rd.RANDOMISED) == rd.is_randomised(obj))
+    # the object's kernel options reach the kernel: the same draws as from that kernel's eigendecomposition
+    obj = node_objects["dpp-rbf"]
+    eig = P_.kdpp_eigen(rd.data_node_kernel(acts, "rbf", beta=0.4, jitter=1e-3))
+    np.testing.assert_array_equal(rd.node_masks(key, obj, 4, 5, acts=acts, W2=W2),
+                                  rd.node_masks(key, "dpp-rbf", 4, 5, acts=acts, W2=W2, eig=eig))
+    np.testing.assert_array_equal(rd.data_node_kernel(acts, node_objects["dpp-linear"]),
+                                  rd.data_node_kernel(acts, "linear", beta=0.4, jitter=1e-3))
+    designed = rd.DesignedNodes(steps=15, learning_rate=0.1)
+    np.testing.assert_array_equal(rd.node_masks(key, designed, 4, 1, acts=acts, W2=W2)[0],
+                                  rd.surrogate_node_mask(acts, W2, 4, steps=15, learning_rate=0.1))
+    # reweighting: names and objects give the same layers
+    nm = rd.node_masks(key, "random", 5, 2, acts=acts, W2=W2)
+    em = rd.edge_masks(key, "random", 4, 2, W=W)
+    for name, nobj, eobj in (("none", P_.NoReweight(), P_.NoRescale()),
+                             ("ls", P_.ActivationReweight(), rd.RefitEdges())):
+        assert rd.realdata_option("node-reweight", name) == nobj and rd.realdata_option("edge-reweight", name) == eobj
+        for a, b in zip(rd.prune_nodes_network(layers, nm, nobj, acts=acts),
+                        rd.prune_nodes_network(layers, nm, name, acts=acts)):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(rd.prune_edges_network(layers, em, eobj, x=x), rd.prune_edges_network(layers, em, name, x=x)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_method_objects_without_a_data_version_are_one_line_errors(key, rng):
+    acts = jnp.asarray(rng.uniform(size=(30, 6)))
+    W2 = jnp.asarray(rng.normal(size=(2, 6)))
+    W = jnp.asarray(rng.normal(size=(6, 5)))
+    layers = [(W, jnp.zeros(6)), (W2, jnp.zeros(2))]
+    masks = jnp.ones((1, 6), bool)
+    for call, words in (
+        (lambda: rd.node_masks(key, P_.DPPNodes(kernel="Q"), 2, 1, acts=acts, W2=W2), "kernel 'Q' has no data"),
+        (lambda: rd.node_masks(key, P_.ImportanceNodes(score="v"), 2, 1, acts=acts, W2=W2), "score 'v' has no data"),
+        (lambda: rd.node_masks(key, P_.RandomEdges(), 2, 1, acts=acts, W2=W2),
+         "node method must be a RandomNodes, .*; got RandomEdges"),
+        (lambda: rd.edge_masks(key, rd.DesignedNodes(), 2, 1, W=W), "edge method must be a .*; got DesignedNodes"),
+        (lambda: rd.edge_masks(key, "dpp-edge", 2, 1, W=W), "edge method must be one of 'random'"),
+        (lambda: rd.prune_nodes_network(layers, masks, P_.OptimalReweight()), "reweight must be a NoReweight"),
+        (lambda: rd.prune_nodes_network(layers, masks, "fusing"), "reweight must be one of 'none', 'ls'"),
+        (lambda: rd.prune_edges_network(layers, jnp.ones((1, 6, 5), bool), P_.OptimalRescale()),
+         "reweight must be a NoRescale, RefitEdges"),
+        (lambda: rd.realdata_option("node", 3), "node method must be one of .* or a method object; got 3"),
+        (lambda: rd.realdata_option("layer", "random"), "kind must be one of 'node'"),
+        (lambda: rd.DesignedNodes(steps=0), r"steps must be an integer in \[1, inf\)"),
+        (lambda: rd.DesignedEdges(learning_rate=-1.0), "learning_rate must be"),
+        (lambda: rd.data_node_kernel(acts, P_.DPPNodes(kernel="rbf"), beta=2.0), "come from the DPPNodes"),
+        (lambda: rd.is_randomised("random"), "method must be a node or edge method object"),
+        (lambda: rd.data_importance_scores(acts, W2[:, :5]), "must share H"),
+        (lambda: rd.edge_dpp_eigen(W, acts[:, :4]), "must share D"),
+        (lambda: rd.fuse_nodes(W2, jnp.zeros(2), acts, jnp.ones(5, bool)), "must have H=6 columns"),
+        (lambda: rd.edge_masks(key, "designed", 2, 1, W=W), "x .* is required for edge method 'designed'"),
+    ):
+        with pytest.raises(ValueError, match=words) as e:
+            call()
+        assert "\n" not in str(e.value)
+
+
 def test_kdpp_masks_match_enumeration_single_and_batched_kernels(key, rng):
     """Empirical subset frequencies of the one real-data route to the k-DPP sampler against exact
     probabilities `det(L_S) / e_k` by enumeration, for one kernel and for a batch of two kernels."""

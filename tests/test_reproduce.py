@@ -206,7 +206,9 @@ def test_results_hold_the_claims_and_the_report_states_them(quick):
     for e in claims:
         assert set(e) >= {"id", "statement", "a", "b", "cells", "verdict"}
         assert set(e["a"]) == set(e["b"]) == {"method", "option"}
-        assert e["verdict"] in ("holds", "holds in part", "does not hold")
+        # "not tested": the claim covers no cell of this setting (C5 at the quick mode's K = 10)
+        assert e["verdict"] in ("holds", "holds in part", "does not hold") or (
+            e["verdict"] == "not tested" and not any(c["claimed"] for c in e["cells"]))
         for c in e["cells"]:
             assert set(c) >= {"sigma", "k", "a", "b", "diff", "stderr", "outcome"}
             assert c["outcome"] in ("better", "tie", "worse")

@@ -341,3 +341,68 @@ def test_fresh_test_mse_estimates_two_eps_g_plus_noise(activation):
            for s in range(4)]
     se = np.std(est, ddof=1) / 2 + exact * np.sqrt(2.0 / n)
     assert abs(np.mean(est) - exact) < 4 * se, (np.mean(est), exact, se)
+
+
+def _np_noisy_mse(xs, z, w, v, ws, vs, sigma, act):
+    """Reference (NumPy) of the noisy test MSE on given scaled inputs `xs = x / sqrt N` and noises `z`."""
+    xs, z = np.asarray(xs, float), np.asarray(z, float)
+    phi = np_g(xs @ np.asarray(w).T, act) @ np.asarray(v)
+    y = np_g(xs @ np.asarray(ws).T, act) @ np.asarray(vs) + sigma * z
+    return np.mean((phi - y) ** 2)
+
+
+@pytest.mark.parametrize("act", ["erf", "linear"])
+def test_fresh_test_mse_is_the_documented_estimator(act):
+    """`fresh_test_mse` is `mean (phi - y)^2` on inputs drawn with `key` and noises with `fold_in(key, 1)`, as its
+    docstring says; a new `sigma` (Python float or array) gives the same number and does not recompile."""
+    rng = np.random.default_rng(3)
+    N, P, sigma = 30, 400, 0.4
+    w, ws = jnp.asarray(rng.normal(size=(3, N))), jnp.asarray(rng.normal(size=(2, N)))
+    v, vs = jnp.asarray(rng.normal(size=3)), jnp.asarray([1.0, -0.5])
+    key = jax.random.key(11)
+    xs = jax.random.normal(key, (P, N), jnp.float64) / math.sqrt(N)
+    z = jax.random.normal(jax.random.fold_in(key, 1), (P,), jnp.float64)
+    got = jp.fresh_test_mse(key, w, v, ws, vs, sigma, samples=P, activation=act)
+    np.testing.assert_allclose(float(got), _np_noisy_mse(xs, z, w, v, ws, vs, sigma, act), rtol=1e-12)
+    from jaxprune._networks import _fresh_test_mse
+
+    before = _fresh_test_mse._cached._cache_size()
+    again = jp.fresh_test_mse(key, w, v, ws, vs, jnp.asarray(sigma), samples=P, activation=act)
+    other = jp.fresh_test_mse(key, np.asarray(w), v, ws, vs, 0.1, samples=P, activation=act)
+    assert float(again) == float(got) and float(other) != float(got)
+    assert _fresh_test_mse._cached._cache_size() == before
+
+
+def test_simulate_records_the_same_estimator(key):
+    """The `test_mse` records of `simulate` are the estimator of `fresh_test_mse` on the record's own test set
+    (inputs drawn as the training inputs are), checked against NumPy at the last record."""
+    from jaxprune._simulate import _DEFAULT_BLOCK, _draw, _split_key
+
+    N, P, sigma, steps = 40, 300, 0.3, 20
+    teacher = make_teacher(jax.random.key(1), N, 2, dtype=jnp.float64)
+    student = init_student(jax.random.key(2), N, 3, dtype=jnp.float64)
+    res = simulate(key, teacher, student, SGDConfig(eta=0.5, sigma=sigma), steps=steps, record_every=10,
+                   test_samples=P, dtype=jnp.float64)
+    _, test_keys = _split_key(key, steps, 10, _DEFAULT_BLOCK, P, None)
+    xs, z = _draw(test_keys[-1], P, N, jnp.float64)
+    want = _np_noisy_mse(xs, z, res.final.w, res.final.v, teacher.w_star, teacher.v_star, sigma, "erf")
+    np.testing.assert_allclose(float(res.test_mse[-1]), want, rtol=1e-12)
+
+
+def test_fresh_test_mse_argument_errors():
+    """Bad input gives the library's one-line ValueError naming the argument (with the type checks on)."""
+    w, ws, v, vs = jnp.ones((3, 5)), jnp.ones((2, 5)), jnp.ones(3), jnp.ones(2)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="same N"):
+        jp.fresh_test_mse(key, w, v, jnp.ones((2, 4)), vs, samples=10)
+    with pytest.raises(ValueError, match="v must have shape"):
+        jp.fresh_test_mse(key, w, jnp.ones(2), ws, vs, samples=10)
+    with pytest.raises(ValueError, match="samples"):
+        jp.fresh_test_mse(key, w, v, ws, vs, samples=-1)
+    with pytest.raises(ValueError, match="sigma"):
+        jp.fresh_test_mse(key, w, v, ws, vs, -0.1, samples=10)
+    with pytest.raises(ValueError, match="activation"):
+        jp.fresh_test_mse(key, w, v, ws, vs, samples=10, activation="relu")
+    with pytest.raises(ValueError, match="floating"):
+        jp.fresh_test_mse(key, jnp.ones((3, 5), int), v, ws, vs, samples=10)
+    assert np.isnan(float(jp.fresh_test_mse(key, w, v, ws, vs, samples=0)))

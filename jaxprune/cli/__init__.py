@@ -3,6 +3,6 @@ function; nothing in the library imports this package."""
 
 from __future__ import annotations
 
-from ._main import main as main
+from ._main import build_parser as build_parser, main as main
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]

@@ -130,7 +130,7 @@ def format_table(table: dict) -> str:
         out.append("")
     out.append("EDGE pruning at equal parameter count p = k/K (closed form; maxdiff = max |closed - exact|, exact =")
     out.append("  edge_prune_theory; /p = rescaled by 1/p. Magnitude at correlation 1 (copies) differs by up to ~1e-6")
-    out.append("  as jaxprune._edge clips rho to 1 - 1e-15 in Rosenbaum's formula; the closed form is exact there)")
+    out.append("  as jaxprune.pruning clips rho to 1 - 1e-15 in Rosenbaum's formula; the closed form is exact there)")
     methods = [(e["method"], e["rescale"]) for e in table["rows"][0]["edge"]]
     names = {"none": "", "inverse-keep": "/p"}
     out.append(f"{'k':>3} {'p':>6} " + " ".join(f"{m + names[rs]:>12}" for m, rs in methods) + f" {'maxdiff':>8}")

@@ -72,7 +72,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# global options that take a value (to find the command word in argv without parsing)
+_VALUE_OPTIONS = ("--compile-cache",)
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The command named in `argv` (the first word that is not a global option or its value), or `None`."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _VALUE_OPTIONS:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser. With a known `command`, only the module that defines it is imported and registered
+    (start-up: the other commands' modules import the experiments); otherwise every command is."""
     parser = _Parser(
         prog="jaxprune",
         description="Statistical mechanics of neural-network pruning (teacher-student order parameters).",
@@ -91,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     seen = set()
-    for module_name in dict.fromkeys(_COMMANDS.values()):
+    modules = [_COMMANDS[command]] if command in _COMMANDS else list(dict.fromkeys(_COMMANDS.values()))
+    for module_name in modules:
         try:
             module = importlib.import_module(f"{__package__}.{module_name}")
         except ModuleNotFoundError as e:
@@ -104,11 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_word(argv))
     args = parser.parse_args(argv)
     import jax
 
-    from .._cache import disable_compile_cache, enable_compile_cache
+    from .. import disable_compile_cache, enable_compile_cache
 
     if not args.float32:
         jax.config.update("jax_enable_x64", True)

@@ -7,9 +7,8 @@ import sys
 import jax
 import numpy as np
 
-from .._overlaps import load_state
-from .._status import Status, describe
-from ..experiments import _paper
+from .. import Status, describe, load_state
+from .. import experiments as jpx
 from ..pruning import (
     EDGE_METHODS,
     EDGE_RESCALES,
@@ -300,13 +299,13 @@ def _run_gap_vs_N(args, sigmas) -> int:
     tmm = 0 if args.test_mse_masks is None else args.test_mse_masks
     if tmm < 0:
         raise CLIError("--test-mse-masks must be >= 0")
-    base = _paper.PaperSetting(N=Ns[0], M=args.M, K=args.K, v_star=args.v_star, eta=args.eta,
+    base = jpx.PaperSetting(N=Ns[0], M=args.M, K=args.K, v_star=args.v_star, eta=args.eta,
                                steps=int(alpha * Ns[0]))
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     command = _gap_command(args, Ns, alpha, seeds, masks, tmm)
     if log:
         log(f"gap vs N: {command}")
-    result = _paper.gap_vs_N(base, Ns, alpha=alpha, sigmas=sigmas, seeds=seeds, masks=masks, test_mse_masks=tmm,
+    result = jpx.gap_vs_N(base, Ns, alpha=alpha, sigmas=sigmas, seeds=seeds, masks=masks, test_mse_masks=tmm,
                              log=log)
     print(f"predicted vs measured pruned error at N = {Ns}, alpha = steps/N = {alpha:g}, sigmas {sigmas}, "
           f"seeds={seeds}, masks={masks}")
@@ -317,7 +316,7 @@ def _run_gap_vs_N(args, sigmas) -> int:
     print(_gap_summary_markdown(result))
     payload = {"command": command, "gap_vs_N": result}
     if not args.no_map:
-        wm = _paper.theory_winner_map(M=args.M, v_star=args.v_star, eta=args.eta)
+        wm = jpx.theory_winner_map(M=args.M, v_star=args.v_star, eta=args.eta)
         payload["winner_map"] = [dict(r, label=list(r["label"])) for r in wm]
     write_json(args.json, payload)
     if args.plot is not None:
@@ -340,13 +339,13 @@ def run_paper(args) -> int:
     if args.plot is not None:
         raise CLIError("--plot draws the gap-vs-N figure: it needs --N-list")
     if args.quick:
-        setting = _paper.PaperSetting(N=100, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=40_000)
+        setting = jpx.PaperSetting(N=100, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta, steps=40_000)
         seeds, masks = 1, 5
     else:
-        setting = _paper.PaperSetting(N=args.N, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta,
+        setting = jpx.PaperSetting(N=args.N, M=args.M, K=args.K, v_star=args.v_star, eta=args.eta,
                                       steps=args.steps)
         seeds, masks = args.seeds, args.masks
-    out = _paper.simulation_check(setting, sigmas=sigmas, seeds=seeds, masks=masks,
+    out = jpx.simulation_check(setting, sigmas=sigmas, seeds=seeds, masks=masks,
                            test_samples=5000 if args.quick else 20_000,
                            test_mse_masks=3 if args.test_mse_masks is None else max(args.test_mse_masks, 0))
     rows = out["rows"]
@@ -361,12 +360,12 @@ def run_paper(args) -> int:
               f"{r['test_mse_from_overlaps']:.4g} |")
     result = {"simulation": out, "claims": {}}
     for value in ("predicted", "measured"):
-        claims = _paper.claims_from_rows(rows, value)
+        claims = jpx.claims_from_rows(rows, value)
         result["claims"][value] = claims
         print(f"\nclaims decided from the {value} errors:")
         print(_claims_markdown(claims))
     if not args.no_map:
-        wm = _paper.theory_winner_map(ratios=(2,) if args.quick else (2, 3), sigmas=(0.0, 0.5) if args.quick else (0.0, 0.25, 0.5),
+        wm = jpx.theory_winner_map(ratios=(2,) if args.quick else (2, 3), sigmas=(0.0, 0.5) if args.quick else (0.0, 0.25, 0.5),
                                M=args.M, v_star=args.v_star, eta=args.eta, alpha=200.0 if args.quick else 1000.0)
         result["winner_map"] = [dict(r, label=list(r["label"])) for r in wm]
         print("\nwinner map (theory, ODE-trained students; best option per method): K/M, sigma, k -> winner")

@@ -27,8 +27,15 @@ __all__ = ["DesignTrace", "run_design", "project_capped_simplex", "Projection", 
 
 
 class DesignTrace(eqx.Module):
-    """The loss per optimisation step (`Float[steps]`, summed over restarts), the per-restart loss at the end,
-    and `final_aux`, the loss function's auxiliary output at the final parameters."""
+    """The record of one design run ([`run_design`][]).
+
+    **Fields:**
+
+    - `loss`: the loss per optimisation step, summed over restarts, `Float[steps]`.
+    - `final_per_restart`: the loss of each restart at the final parameters, `Float[R]`.
+    - `final_aux`: the loss function's auxiliary output at the final parameters (any pytree; e.g. the relaxed
+      error of each restart).
+    """
 
     loss: Float[Array, " steps"]
     final_per_restart: Float[Array, " R"]
@@ -72,14 +79,20 @@ def _check_k(k, K):
 
 class Projection(eqx.Module):
     """Budget by projection: the relaxed mask `m` is projected onto `{0 <= m <= 1, sum m = B}` after every
-    step (inside the jitted step)."""
+    step (inside the jitted step; [`project_capped_simplex`][]). No arguments: `Projection()`."""
 
     name = "projection"
 
 
 class Penalty(eqx.Module):
-    """Budget by a penalty `lambda_t relu(mean m - p)^2` on `m = sigmoid(theta)`, with `lambda_t` geometric from
-    `start` to `end` over the run."""
+    """Budget by a penalty `lambda_t relu(mean m - p)^2` on `m = sigmoid(theta)` (`p` the keep fraction), with
+    `lambda_t` geometric from `start` to `end` over the run (linear when one of them is 0).
+
+    **Arguments:**
+
+    - `start`: the penalty weight at the first step, a finite number `>= 0`.
+    - `end`: the penalty weight at the last step, a finite number `>= 0`.
+    """
 
     start: float = 1.0
     end: float = 1e3
@@ -130,7 +143,17 @@ def _logit(m):
 
 @eqx.filter_jit
 def project_capped_simplex(y: Float[Array, "..."], total: Float[ArrayLike, ""], *, iters: int = 80) -> Array:
-    """Euclidean projection onto `{0 <= m <= 1, sum m = total}`: `clip(y - tau, 0, 1)`, `tau` by bisection."""
+    """Euclidean projection onto the capped simplex `{0 <= m <= 1, sum m = total}`: `clip(y - tau, 0, 1)`, the
+    shift `tau` found by bisection (the budget step of every design, docs/theory.md 7).
+
+    **Arguments:**
+
+    - `y`: the point to project, any shape (the sum runs over all entries).
+    - `total`: the budget `B`, a scalar in `[0, y.size]`.
+    - `iters`: bisection steps (static); 80 halve the initial bracket to float64 resolution.
+
+    **Returns:** the projection, the shape of `y`.
+    """
     y = jnp.asarray(y)
     lo = jnp.min(y) - 1.0
     hi = jnp.max(y)
@@ -188,12 +211,22 @@ def run_design(
     project: Callable[[Any], Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[Any, DesignTrace]:
-    """Minimise `sum_r loss_fn(params, hyper_t)[r]` with `optimizer`, one jitted step per iteration.
+    """Minimise `sum_r loss_fn(params, hyper_t)[r]` with `optimizer`, one jitted step (loss, gradient, optax
+    update, projection) per iteration: the loop every design of docs/theory.md 7 runs.
 
-    **Arguments:** `loss_fn(params, hyper) -> (per_restart_losses, aux)`; `params` a pytree (restarts along a
-    leading axis); `hyper(t)` the scheduled scalars of step `t` (passed as arrays: no recompilation);
-    `project` applied after every update (inside the jitted step); `progress(n)` called once per step, once
-    the step's result is ready (so that it also times the steps).
+    **Arguments:**
+
+    - `loss_fn`: `loss_fn(params, hyper) -> (per_restart_losses Float[R], aux)`; a plain callable (static) or an
+      `eqx.Module` (its arrays traced).
+    - `params`: the initial parameters, a pytree (restarts along a leading axis).
+    - `optimizer`: an `optax.GradientTransformation`.
+    - `steps`: the number of steps, an integer `>= 1`.
+    - `hyper`: `hyper(t)`, the scheduled scalars of step `t` (a dict of floats, passed as arrays: no
+      recompilation).
+    - `project`: applied to the parameters after every update (inside the jitted step), or `None`.
+    - `progress`: `progress(n)` called once per step, once the step's result is ready (so that it also times
+      the steps), or `None`.
+
     The step is one module-level compiled function, cached on `(loss_fn, optimizer, project)` and the shapes:
     pass the same objects (or `eqx.Module`s of the same structure) to reuse it across calls.
 

@@ -10,7 +10,7 @@ largest entries at the end and evaluated exactly (with the best per-unit rescale
 from __future__ import annotations
 
 import functools
-from typing import Callable, Literal
+from typing import Callable
 
 import equinox as eqx
 import jax
@@ -47,17 +47,29 @@ __all__ = [
     "masked_network_error",
     "NetworkDesign",
     "design_edge_mask",
+    "edge_mask_errors",
 ]
 
 def optimal_second_layer(
     state: Overlaps, activation: AbstractActivation = Erf(), *, ridge: Float[ArrayLike, " K"] | float = 0.0
 ) -> Float[Array, " K"]:
-    """`v = (A + diag(ridge) + 1e-10 tr(A)/K)^{-1} B v*` (`A = I2` among students, `B = I2` student-teacher): the
-    second layer minimising `eps_g + 1/2 sum_i ridge_i v_i^2` for the given first layer (docs/theory.md 6.1)."""
+    """The second layer minimising `eps_g + 1/2 sum_i ridge_i v_i^2` for the given first layer (docs/theory.md 6.1):
+    `v = (A + diag(ridge) + 1e-10 tr(A)/K)^{-1} B v*`, with `A = I2` among students and `B = I2` student-teacher
+    ([`jaxprune.activation_covariance`][]).
+
+    **Arguments:**
+
+    - `state`: the [`jaxprune.Overlaps`][] of the first layer (`state.v` is not used).
+    - `activation`: the activation ([`jaxprune.Erf`][] by default).
+    - `ridge`: a ridge `>= 0` on each unit's weight, a scalar or `Float[K]` (default 0: the plain optimum).
+
+    **Returns:** the optimal second layer `v`, `Float[K]`.
+    """
     K = state.K
     I = activation_covariance(state, activation)
     A, B = I[:K, :K], I[:K, K:]
-    A = A + jnp.diag(jnp.broadcast_to(jnp.asarray(ridge, A.dtype), (K,))) + 1e-10 * jnp.trace(A) / K * jnp.eye(K, dtype=A.dtype)
+    ridge = jnp.diag(jnp.broadcast_to(jnp.asarray(ridge, A.dtype), (K,)))
+    A = A + ridge + 1e-10 * jnp.trace(A) / K * jnp.eye(K, dtype=A.dtype)
     return jnp.linalg.solve(A, B @ state.v_star)
 
 
@@ -71,12 +83,23 @@ def masked_network_overlaps(
     *,
     bernoulli: bool = False,
 ) -> Overlaps:
-    """Overlaps of `w'_i = c_i (m_i * w_i)` (docs/theory.md 6.2), exact for the concrete network and a 0/1 mask.
+    """Overlaps of the pruned concrete network `w'_i = c_i (m_i * w_i)` (docs/theory.md 6.2): `Q' = w' w'^T / N`,
+    `R' = w' w*^T / N`, exact for a 0/1 mask.
 
     With `bernoulli=True`, `m` holds keep probabilities of independent Bernoulli masks and the result is the
     mean overlaps `Q'_ik = c_i c_k [sum_j p_ij p_kj w_ij w_kj + delta_ik sum_j p_ij (1 - p_ij) w_ij^2] / N`,
     `R' = c (p * w) w*^T / N`; every random mask drawn from `p` has these overlaps up to `O(N^-1/2)`, so the
     relaxed error is achievable, and at a 0/1 mask it is the exact error.
+
+    **Arguments:**
+
+    - `w`, `w_star`: the student's and the teacher's first layers, `Float[K, N]` and `Float[M, N]`.
+    - `v`, `v_star`: their second layers, `Float[K]` and `Float[M]` (copied into the result).
+    - `mask`: the mask `m`, `Float[K, N]` (0/1, or keep probabilities in `[0, 1]` with `bernoulli`).
+    - `scale`: the per-unit rescale `c`, `Float[K]`, or `None` for `c = 1`.
+    - `bernoulli`: read `mask` as Bernoulli keep probabilities (the mean overlaps above).
+
+    **Returns:** the pruned [`jaxprune.Overlaps`][] `(Q', R', T, v, v*)`.
     """
     st = overlaps_from_weights(mask * w, w_star, v, v_star)
     Q, R = st.Q, st.R
@@ -129,14 +152,26 @@ def masked_network_error(
     v_star: Float[Array, " M"],
     mask: Bool[Array, "K N"],
     *,
-    rescale: AbstractRescale | Literal["none", "inverse-keep", "optimal"] = "optimal",
+    rescale: AbstractRescale | str = "optimal",
     refit: bool = False,
     activation: AbstractActivation = Erf(),
 ) -> tuple[Float[Array, ""], Float[Array, " K"], Float[Array, " K"]]:
-    """Exact `eps_g` of the concrete network `w'_i = c_i (m_i * w_i)`, with `c = 1`, `c_i = 1/keep_i`, or the
-    per-unit `c` minimising `eps_g` (Adam on `log c`, never worse than `c = 1`); `refit` also sets the second
-    layer to its optimum (the optimal rescale starts from the better of `c = 1` and `c = 1/keep` and is never
-    worse than it). **Returns:** `(eps_g, c, v')`."""
+    """Exact `eps_g` of the pruned concrete network `w'_i = c_i (m_i * w_i)` (docs/theory.md 6.2), from its
+    overlaps ([`masked_network_overlaps`][]).
+
+    **Arguments:**
+
+    - `w`, `w_star`: the student's and the teacher's first layers, `Float[K, N]` and `Float[M, N]`.
+    - `v`, `v_star`: their second layers, `Float[K]` and `Float[M]`.
+    - `mask`: the hard edge mask, `Bool[K, N]` (`True`: kept weight).
+    - `rescale`: `"none"` (`c = 1`), `"inverse-keep"` (`c_i = 1/keep_i`, `keep_i` the kept fraction of row `i`)
+      or `"optimal"` (the per-unit `c` minimising `eps_g`: Adam on `log c` from the better of `c = 1` and
+      `c = 1/keep`, never worse than either), or the matching [`jaxprune.pruning.AbstractRescale`][] object.
+    - `refit`: also set the second layer to its optimum ([`optimal_second_layer`][]) for the pruned first layer.
+    - `activation`: the activation ([`jaxprune.Erf`][] by default).
+
+    **Returns:** `(eps_g, c, v')`: the error, the rescale `Float[K]` and the second layer `Float[K]` used.
+    """
     rescale = pruning_option("rescale", rescale, name="rescale").name
     m = mask.astype(w.dtype)
     K = w.shape[0]
@@ -161,11 +196,17 @@ def masked_network_error(
 
 
 class NetworkDesign(eqx.Module):
-    """A designed hard mask with exactly the budget and its exact error.
+    """An edge mask designed by [`design_edge_mask`][]: a hard mask with exactly the budget and its exact error.
 
-    **Fields:** `mask` (`Bool[K, N]` for edges, `Bool[K]` for units), `scale` (per-unit rescale `c`), `v` (the
-    second layer after pruning), `error` (exact `eps_g` of the hard-masked network), `relaxed_error`
-    (`eps_g` of the soft mask at the end), `soft_mask`, `trace` ([`DesignTrace`][]).
+    **Fields:**
+
+    - `mask`: the designed mask, `Bool[K, N]` (`True`: kept weight).
+    - `scale`: the per-unit rescale `c`, `Float[K]`.
+    - `v`: the second layer after pruning, `Float[K]` (the network's own, or the refit one).
+    - `error`: the exact `eps_g` of the pruned network `c (m * w)` with `v`.
+    - `relaxed_error`: the relaxed (Bernoulli mean-overlap) error of the winning restart's soft mask at the end.
+    - `soft_mask`: that soft mask, `Float[K, N]` in `[0, 1]`.
+    - `trace`: the [`DesignTrace`][] of the run.
     """
 
     mask: Bool[Array, "..."]
@@ -253,7 +294,7 @@ def design_edge_mask(
     v_star: Float[ArrayLike, " M"],
     keep: float,
     *,
-    budget: Projection | Penalty | Literal["projection", "penalty"] = Projection(),
+    budget: Projection | Penalty | str = Projection(),
     rescale: bool = True,
     refit: bool = False,
     steps: int = 400,
@@ -266,21 +307,42 @@ def design_edge_mask(
     activation: AbstractActivation | str = Erf(),
     progress: Callable[[int], None] | None = None,
 ) -> NetworkDesign:
-    """Design an edge mask keeping `B = round(keep K N)` first-layer weights by minimising the exact error.
+    """Design an edge mask keeping `B = round(keep K N)` first-layer weights of a concrete network by minimising
+    its exact error (docs/theory.md 7).
 
     Relaxed loss `eps_g(Q', R', v') + lambda_t relu(mean m - keep)^2 + beta_t mean m(1-m)` with the mean
     overlaps of independent Bernoulli(`m`) masks on `w'_i = c_i (m_i * w_i)` (see [`masked_network_overlaps`][];
-    a plain `m * w` would let fractional masks rescale single weights, an error no 0/1 mask attains) (`c = exp(log c)` learned when `rescale`; `v'` the optimal second layer when
-    `refit`). `budget=Projection()`: `m` is projected onto `{0 <= m <= 1, sum m = B}` after each step;
-    `Penalty(lambda_0, lambda_end)`: `m = sigmoid(theta)` with that geometric schedule (the strings
-    `"projection"` / `"penalty"`, the latter with the schedule `penalty`, are accepted too).
-    Restart 0 starts from the magnitude scores, the others from `keep` plus noise. Each restart's soft mask is
-    rounded to its `B` largest entries and to `roundings` conditional-Bernoulli draws; every candidate is
-    evaluated exactly with the best per-unit rescale (the Newton solve of
-    [`jaxprune.pruning.optimal_edge_rescale`][], as for every baseline of the design comparisons; with `refit`,
-    [`masked_network_error`][] with the optimal second layer) and the best is returned. The compiled programs
-    (start, step, rounding, per-mask evaluation) are shared by every call with the same shapes and options
-    (any `keep`, any network of the same size).
+    a plain `m * w` would let fractional masks rescale single weights, an error no 0/1 mask attains), `c =
+    exp(log c)` learned when `rescale`, `v'` the optimal second layer when `refit`. Restart 0 starts from the
+    magnitude scores, the others from `keep` plus noise. Each restart's soft mask is rounded to its `B` largest
+    entries and to `roundings` conditional-Bernoulli draws; every candidate is evaluated exactly with the best
+    per-unit rescale ([`edge_mask_errors`][], the Newton solve of [`jaxprune.pruning.optimal_edge_rescale`][],
+    as for every baseline of the design comparisons; with `refit`, [`masked_network_error`][] with the optimal
+    second layer) and the best is returned. The compiled programs (start, step, rounding, per-mask evaluation)
+    are shared by every call with the same shapes and options (any `keep`, any network of the same size).
+
+    **Arguments:**
+
+    - `w`, `w_star`: the student's and the teacher's first layers, `Float[K, N]` and `Float[M, N]`.
+    - `v`, `v_star`: their second layers, `Float[K]` and `Float[M]`.
+    - `keep`: the kept fraction of the `K N` weights, in `(0, 1]`.
+    - `budget`: [`Projection`][]`()` (`m` projected onto `{0 <= m <= 1, sum m = B}` after each step) or
+      [`Penalty`][]`(start, end)` (`m = sigmoid(theta)` with the penalty schedule); the strings `"projection"`
+      and `"penalty"` (with the schedule `penalty`) are accepted too.
+    - `rescale`: learn a per-unit rescale `c` (and evaluate candidates with the optimal one); else `c = 1`.
+    - `refit`: use the optimal second layer for the pruned first layer.
+    - `steps`: optimisation steps, an integer `>= 1`.
+    - `learning_rate`: the Adam learning rate, `> 0`.
+    - `restarts`: parallel restarts, an integer `>= 1`.
+    - `roundings`: conditional-Bernoulli rounding candidates drawn in all (candidate `j` rounds restart
+      `j mod restarts`).
+    - `penalty`: `(start, end)` of the penalty schedule for `budget="penalty"`.
+    - `binarise`: the weight `beta` of the binarisation term `mean m (1 - m)`, ramped up over the second half.
+    - `key`: PRNG key of the starts and roundings (default `jax.random.key(0)`).
+    - `activation`: the activation ([`jaxprune.Erf`][] by default, or its name).
+    - `progress`: `progress(n)` called after every step ([`run_design`][]).
+
+    **Returns:** a [`NetworkDesign`][] (the mask keeps exactly `B` weights).
     """
     activation = get_activation(activation)
     w, w_star = jnp.asarray(w), jnp.asarray(w_star)
@@ -384,3 +446,54 @@ class _EdgeContext(eqx.Module):
         col = {"none": 0, "inverse-keep": 1, "optimal": 2}[rescale]
         e, cs = self.report(masks, optimal=rescale == "optimal")
         return e[:, col], cs[:, col]
+
+
+def edge_mask_errors(
+    w: Float[ArrayLike, "K N"],
+    w_star: Float[ArrayLike, "M N"],
+    v: Float[ArrayLike, " K"],
+    v_star: Float[ArrayLike, " M"],
+    masks: Bool[ArrayLike, "..."],
+    *,
+    scales: Float[ArrayLike, "..."] | None = None,
+    optimal: bool = True,
+    activation: AbstractActivation | str = Erf(),
+) -> tuple[Float[Array, "n 4"], Float[Array, "n 4 K"]]:
+    """Exact `eps_g` of the concrete pruned networks `w'_i = c_i (m_i * w_i)` (second layer `v`), for every hard
+    edge mask `m` and four per-unit rescales `c` each (docs/theory.md 6.2): the exact error of the concrete
+    network from its overlaps, at any `N`. This is the evaluation every design comparison applies to designed
+    and baseline masks alike, and the one [`design_edge_mask`][] ranks its rounding candidates with.
+
+    **Arguments:**
+
+    - `w`: the student's first-layer weights, `Float[K, N]`.
+    - `w_star`: the teacher's first-layer weights, `Float[M, N]`.
+    - `v`: the student's second layer, `Float[K]` (kept as is: no refit).
+    - `v_star`: the teacher's second layer, `Float[M]`.
+    - `masks`: `n` hard edge masks, `Bool[n, K, N]` (`True`: kept weight).
+    - `scales`: per-unit rescales `Float[n, K]` of column 3, one row per mask (default: `c = 1`).
+    - `optimal`: compute the optimal rescale of column 2 (a Newton solve per mask, the costly part); `False`
+      puts `c = 1` there instead.
+    - `activation`: the activation ([`jaxprune.Erf`][] by default, or its name).
+
+    **Returns:**
+
+    `(errors, c)`: `errors` `Float[n, 4]` and the rescales `c` `Float[n, 4, K]` they were computed with, the
+    columns being `c = 1`, `c_i = 1 / keep_i` (`keep_i` the kept fraction of row `i`, at least `1/N`), the
+    per-unit optimal `c` of [`jaxprune.pruning.optimal_edge_rescale`][] on the mask's exact moments, and
+    `scales`. Masks run one at a time through three small compiled programs shared by every call with the same
+    `K, N` (the mask's moments, the optimal rescale, the four errors).
+    """
+    activation = get_activation(activation)
+    w, w_star = jnp.asarray(w), jnp.asarray(w_star)
+    v, v_star = jnp.asarray(v, w.dtype), jnp.asarray(v_star, w.dtype)
+    masks = np.asarray(masks, bool)
+    if masks.ndim != 3 or masks.shape[1:] != w.shape:
+        raise ValueError(f"masks must have shape (n, K, N) with (K, N) = {w.shape}, got {masks.shape}")
+    if scales is not None:
+        scales = np.asarray(scales)
+        if scales.shape != (masks.shape[0], w.shape[0]):
+            raise ValueError(f"scales must have shape (n, K) = {(masks.shape[0], w.shape[0])}, got {scales.shape}")
+    ctx = _EdgeContext.of(w, w_star, v, v_star, activation)
+    errors, cs = ctx.report(masks, c_fixed=scales, optimal=bool(optimal))
+    return jnp.asarray(errors), jnp.asarray(cs)

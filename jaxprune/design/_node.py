@@ -7,7 +7,7 @@ layer's reweighting rules ([`jaxprune.pruning.reweighted_output_weights`][]).
 from __future__ import annotations
 
 import functools
-from typing import Callable, Literal
+from typing import Callable
 
 import equinox as eqx
 import jax
@@ -38,7 +38,7 @@ from ._loop import (
 )
 from ._network import optimal_second_layer
 
-__all__ = ["node_subset_errors", "NodeDesign", "design_node_mask"]
+__all__ = ["node_subset_errors", "node_subset_table", "NodeDesign", "design_node_mask"]
 
 _NODE_REWEIGHTS = NODE_REWEIGHTS  # ("none", "preactivation", "activation", "optimal"): the rows of `_node_eval_rows`
 
@@ -111,21 +111,75 @@ def node_subset_errors(
     state: Overlaps,
     masks: Bool[ArrayLike, "C K"],
     *,
-    reweight: AbstractReweight | Literal["none", "preactivation", "activation", "optimal"] = "optimal",
+    reweight: AbstractReweight | str = "optimal",
     activation: AbstractActivation | str = Erf(),
 ) -> Float[Array, " C"]:
     """Exact `eps_g` of the student pruned to each subset (rows of `masks`) with a reweighting rule of
     docs/theory.md 6.1 (pruned units get `v = 0`, which equals removing them). One compiled program per
-    `(K, C, reweight)`."""
+    `(K, C, reweight)`; [`node_subset_table`][] gives every rule at once, with the second layers.
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][] before pruning.
+    - `masks`: `C` unit subsets, `Bool[C, K]` (`True`: kept unit).
+    - `reweight`: the second layer of the kept units, `"none"`, `"preactivation"`, `"activation"` or
+      `"optimal"` ([`jaxprune.pruning.reweighted_output_weights`][]), or the matching
+      [`jaxprune.pruning.AbstractReweight`][] object.
+    - `activation`: the activation ([`jaxprune.Erf`][] by default, or its name).
+
+    **Returns:** the exact errors, `Float[C]`.
+    """
     activation = get_activation(activation)
     reweight = _reweight_name(reweight)
     return _node_eval(state, jnp.asarray(masks, bool), reweight, activation)[0]
 
 
+def node_subset_table(
+    state: Overlaps,
+    masks: Bool[ArrayLike, "..."],
+    *,
+    activation: AbstractActivation | str = Erf(),
+) -> tuple[Float[Array, "4 C"], Float[Array, "4 C K"]]:
+    """Exact `eps_g` and pruned second layer of the student pruned to each subset, under every reweighting rule
+    of docs/theory.md 6.1 at once (what an enumeration of subsets, a table of baselines or a finite-N check of
+    pruned students needs).
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][] before pruning.
+    - `masks`: `C` unit subsets, `Bool[C, K]` (`True`: kept unit), e.g. rows of
+      [`jaxprune.pruning.enumerate_subsets`][].
+    - `activation`: the activation ([`jaxprune.Erf`][] by default, or its name).
+
+    **Returns:**
+
+    `(errors, v)`: `errors` `Float[4, C]` and the pruned second layers `v` `Float[4, C, K]` (zero outside each
+    subset), row `j` for the rule `jaxprune.pruning.NODE_REWEIGHTS[j]` (`"none"`, `"preactivation"`,
+    `"activation"`, `"optimal"`); row `j` of `errors` equals [`node_subset_errors`][] with that rule. The
+    subsets run in padded chunks of one fixed size (16 rows; 1024 beyond 256 rows), so every call with up to
+    256 subsets of `K` units shares one compiled program.
+    """
+    activation = get_activation(activation)
+    masks = np.asarray(masks, bool)
+    if masks.ndim != 2 or masks.shape[1] != state.K or masks.shape[0] == 0:
+        raise ValueError(f"masks must have shape (C, K) with C >= 1 and K = {state.K}, got {masks.shape}")
+    errors, vs = _node_eval_rows(state, masks, activation)
+    return jnp.asarray(errors), jnp.asarray(vs)
+
+
 
 class NodeDesign(eqx.Module):
-    """A designed unit subset: `mask: Bool[K]`, `v` (second layer, zero outside the subset), `error` (exact),
-    `relaxed_error`, `soft_mask`, `trace`."""
+    """A unit subset designed by [`design_node_mask`][].
+
+    **Fields:**
+
+    - `mask`: the subset, `Bool[K]` with exactly `k` entries `True`.
+    - `v`: the pruned second layer, `Float[K]` (zero outside the subset).
+    - `error`: the exact `eps_g` of the pruned student.
+    - `relaxed_error`: the relaxed error of the winning restart's soft mask at the end.
+    - `soft_mask`: that soft mask, `Float[K]` in `[0, 1]`.
+    - `trace`: the [`DesignTrace`][] of the run.
+    """
 
     mask: Bool[Array, " K"]
     v: Float[Array, " K"]
@@ -225,8 +279,8 @@ def design_node_mask(
     state: Overlaps,
     k: int,
     *,
-    reweight: AbstractReweight | Literal["none", "optimal"] = "optimal",
-    budget: Projection | Penalty | Literal["projection", "penalty"] = Projection(),
+    reweight: AbstractReweight | str = "optimal",
+    budget: Projection | Penalty | str = Projection(),
     steps: int = 300,
     learning_rate: float = 0.05,
     restarts: int = 16,
@@ -238,10 +292,33 @@ def design_node_mask(
     activation: AbstractActivation | str = Erf(),
     progress: Callable[[int], None] | None = None,
 ) -> NodeDesign:
-    """Design a subset of `k` units by gradient descent on the relaxed exact error (`v'(m) = m v` for
-    `reweight="none"`; for `"optimal"` the ridge relaxation `v'(m) = (A + rho diag(1/m - 1))^{-1} B v*`, equal to
-    the optimal reweighting of the kept units at a 0/1 mask), then take the top `k` of every restart, keep the
-    best exactly evaluated one and (`polish`) improve it by exact one-unit exchanges."""
+    """Design a subset of `k` units by gradient descent on the relaxed exact error (docs/theory.md 6.1 and 7):
+    `v'(m) = m v` for `reweight="none"`; for `"optimal"` the ridge relaxation
+    `v'(m) = (A + rho diag(1/m - 1))^{-1} B v*`, equal to the optimal reweighting of the kept units at a 0/1 mask.
+    Restart 0 starts from the importance scores, the others uniformly at random; the top `k` of every restart is
+    evaluated exactly, the best kept and (`polish`) improved by exact one-unit exchanges.
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][].
+    - `k`: the number of units to keep, in `[1, K]`.
+    - `reweight`: `"none"` or `"optimal"` (or [`jaxprune.pruning.NoReweight`][]`()` /
+      [`jaxprune.pruning.OptimalReweight`][]`()`).
+    - `budget`: [`Projection`][]`()` (onto `sum m = k`) or [`Penalty`][]`(start, end)` (or the strings
+      `"projection"` / `"penalty"`, the latter with the schedule `penalty`).
+    - `steps`: optimisation steps, an integer `>= 1`.
+    - `learning_rate`: the Adam learning rate, `> 0`.
+    - `restarts`: parallel restarts, an integer `>= 1`.
+    - `rho`: the ridge scale of the relaxed optimal reweighting.
+    - `penalty`: `(start, end)` of the penalty schedule for `budget="penalty"`.
+    - `binarise`: the weight of the binarisation term `mean m (1 - m)`, ramped up over the second half.
+    - `polish`: improve the rounded subset by best-improvement one-unit exchanges.
+    - `key`: PRNG key of the random starts (default `jax.random.key(0)`).
+    - `activation`: the activation ([`jaxprune.Erf`][] by default, or its name).
+    - `progress`: `progress(n)` called after every step ([`run_design`][]).
+
+    **Returns:** a [`NodeDesign`][].
+    """
     activation = get_activation(activation)
     K = state.K
     _check_k(k, K)

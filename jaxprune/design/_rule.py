@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Key, UInt32
 
 from .._activations import AbstractActivation, Erf, get_activation
 from .._error import generalisation_error
@@ -28,6 +28,7 @@ __all__ = [
     "FreeAllocation",
     "edge_rule_moments",
     "conditional_kernels",
+    "conditional_kernels_fit",
     "edge_rule_state",
     "sample_edge_rule_mask",
     "RuleDesign",
@@ -42,18 +43,27 @@ _MAX_SLOPE = 12.0
 
 
 class EdgeRule(eqx.Module):
-    """Keep rule `pi_i(z) = sigmoid(a_i + tau_i + s_i log z^2)` on `z = w_ij / sqrt(Q_ii)`, with per-unit
-    rescale `c_i`. `s = exp(log_slope)`; `tau` is solved so that the keep fractions meet the budget.
+    """Keep rule `pi_i(z) = sigmoid(a_i + tau_i + s_i log z^2)` on the standardised weights `z = w_ij / sqrt(Q_ii)`,
+    with per-unit rescale `c_i` (docs/theory.md 6.2). `tau` is not a field: it is solved so that the keep
+    fractions meet the budget ([`edge_rule_moments`][]).
 
-    `s = 0` is random pruning, `s = 1` the large-N DPP edge rule `mu w^2 / (1 + mu w^2)` (docs/theory.md 6.2),
-    `s -> inf` magnitude pruning.
+    `s = 0` is random pruning, `s = 1` the large-N DPP edge rule `mu w^2 / (1 + mu w^2)`, `s -> inf` magnitude
+    pruning.
+
+    **Arguments:**
+
+    - `a`: per-unit offsets `a_i`, `Float[K]` (or `Float[R, K]` for `R` rules at once, as the restarts of
+      [`design_edge_rule`][]; they matter under [`FreeAllocation`][] only: a uniform allocation
+      solves one `tau_i` per unit).
+    - `log_slope`: per-unit `log s_i`, `Float[K]` (the slope is capped at 12, see `slope()`).
+    - `log_scale`: per-unit `log c_i`, `Float[K]`.
     """
 
-    a: Float[Array, " K"]
-    log_slope: Float[Array, " K"]
-    log_scale: Float[Array, " K"]
+    a: Float[Array, "*R K"]
+    log_slope: Float[Array, "*R K"]
+    log_scale: Float[Array, "*R K"]
 
-    def slope(self) -> Float[Array, " K"]:
+    def slope(self) -> Float[Array, "*R K"]:
         """`s_i = min(exp(log_slope_i), 12)` (capped so that the grid quadrature resolves the transition)."""
         return jnp.exp(jnp.minimum(self.log_slope, math.log(_MAX_SLOPE)))
 
@@ -75,13 +85,15 @@ def _keep_fractions(rule: EdgeRule, shift):
 
 
 class UniformAllocation(eqx.Module):
-    """Budget allocation of a keep rule: every unit keeps the fraction `keep` of its weights."""
+    """Budget allocation of a keep rule: every unit keeps the fraction `keep` of its weights. No arguments:
+    `UniformAllocation()` (the string `"uniform"` is accepted too)."""
 
     name: ClassVar[str] = "uniform"
 
 
 class FreeAllocation(eqx.Module):
-    """Budget allocation of a keep rule: only the mean keep fraction over units is `keep` (units may differ)."""
+    """Budget allocation of a keep rule: only the mean keep fraction over units is `keep` (units may differ). No
+    arguments: `FreeAllocation()` (the string `"free"` is accepted too)."""
 
     name: ClassVar[str] = "free"
 
@@ -197,9 +209,36 @@ def _pair_kernels(Q):
 
 
 def conditional_kernels(state: Overlaps) -> Float[Array, "P n n"]:
-    """The symmetrised pair kernels `S_ik` (pairs `i < k` in `np.triu_indices(K, 1)` order, `400 x 400` each)
-    of [`edge_rule_moments`][], to compute once outside a loop (`K (K - 1) / 2 * 400^2` floats; K = 20: 243 MB)."""
+    """The symmetrised pair kernels `S_ik` of [`edge_rule_moments`][]: for every pair `i < k` (in
+    `np.triu_indices(K, 1)` order) the `400 x 400` grid weight of `z_1 = z_a` times the row-normalised
+    conditional density of `z_2 = z_b` given `z_1 = z_a`, at the correlation `Q_ik / sqrt(Q_ii Q_kk)`. They
+    depend on `state.Q` only (no gradient flows through them): compute them once outside a loop and pass them to
+    [`edge_rule_moments`][], [`edge_rule_state`][] or [`design_edge_rule`][].
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][] (only `Q` is used).
+
+    **Returns:**
+
+    The kernels, `Float[P, 400, 400]` with `P = K (K - 1) / 2` (`P * 400^2` floats: 243 MB at K = 20 in float64;
+    see [`conditional_kernels_fit`][]).
+    """
     return _pair_kernels(jax.lax.stop_gradient(state.Q))
+
+
+def conditional_kernels_fit(K: int) -> bool:
+    """Whether the [`conditional_kernels`][] of `K` units fit the 256 MB (float64) within which
+    [`design_edge_rule`][] precomputes them by default (true up to `K = 20`); above, the kernels are rebuilt in
+    chunks inside every step instead.
+
+    **Arguments:**
+
+    - `K`: the number of student units (an integer `>= 1`).
+
+    **Returns:** `True` when `K (K - 1) / 2 * 400^2 * 8` bytes are at most `2^28`.
+    """
+    return _kernels_fit(K)
 
 
 def _kernels_fit(K: int) -> bool:
@@ -231,21 +270,56 @@ def _edge_rule_moments(state: Overlaps, rule: EdgeRule, keep, free, kernels):
 
 
 def edge_rule_moments(
-    state: Overlaps, rule: EdgeRule, keep: Float[ArrayLike, ""], *, allocation: UniformAllocation | FreeAllocation | Literal["uniform", "free"] = "uniform",
+    state: Overlaps,
+    rule: EdgeRule,
+    keep: Float[ArrayLike, ""],
+    *,
+    allocation: UniformAllocation | FreeAllocation | str = "uniform",
     kernels: Float[Array, "P n n"] | None = None,
 ) -> tuple[Float[Array, "K K"], Float[Array, "K M"], Float[Array, " K"]]:
-    """Gaussian-equivalent moments of the rule (docs/theory.md 6.2), rescale included:
-    `Q'_ii = c_i^2 Q_ii E[pi_i z^2]`, `R'_in = c_i R_in E[pi_i z^2]`,
+    """Gaussian-equivalent moments of the pruned first layer under the keep rule (docs/theory.md 6.2), rescale
+    included: `Q'_ii = c_i^2 Q_ii E[pi_i z^2]`, `R'_in = c_i R_in E[pi_i z^2]`,
     `Q'_ik = c_i c_k sqrt(Q_ii Q_kk) E[pi_i(z_1) z_1 pi_k(z_2) z_2]` with `corr(z_1, z_2) = Q_ik/sqrt(Q_ii Q_kk)`
     (a uniform 400-point grid on [-7, 7] for `z_1`, and the row-normalised conditional density of `z_2 | z_1`
-    on the same grid; the `(i, k)` and `(k, i)` quadratures averaged). `kernels`: the output of
-    [`conditional_kernels`][] (else built here, chunk by chunk). **Returns:** `(Q', R', kappa)`."""
+    on the same grid; the `(i, k)` and `(k, i)` quadratures averaged). The shift `tau` is solved for the budget
+    (bisection, then one Newton step that carries its implicit derivative), so the result is differentiable in
+    the rule.
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][].
+    - `rule`: the [`EdgeRule`][].
+    - `keep`: the keep fraction, in `(0, 1]`.
+    - `allocation`: [`UniformAllocation`][]`()` (every unit keeps `keep`) or [`FreeAllocation`][]`()` (the mean
+      over units is `keep`), or `"uniform"` / `"free"`.
+    - `kernels`: the output of [`conditional_kernels`][]`(state)`, or `None` (built here, chunk by chunk).
+
+    **Returns:** `(Q', R', kappa)`: `Float[K, K]`, `Float[K, M]` and the keep fractions `Float[K]`.
+    """
     return _edge_rule_moments(state, rule, keep, _free_flag(allocation), kernels)
 
 
-def edge_rule_state(state: Overlaps, rule: EdgeRule, keep, *, allocation="uniform", refit=False,
-                    activation: AbstractActivation = Erf(), kernels=None) -> Overlaps:
-    """The pruned state `(Q', R', T, v or refit v, v*)` of [`edge_rule_moments`][]."""
+def edge_rule_state(
+    state: Overlaps,
+    rule: EdgeRule,
+    keep: Float[ArrayLike, ""],
+    *,
+    allocation: UniformAllocation | FreeAllocation | str = "uniform",
+    refit: bool = False,
+    activation: AbstractActivation = Erf(),
+    kernels: Float[Array, "P n n"] | None = None,
+) -> Overlaps:
+    """The pruned state `(Q', R', T, v or refit v, v*)` of [`edge_rule_moments`][] (docs/theory.md 6.2), whose
+    [`jaxprune.generalisation_error`][] is the rule's Gaussian-equivalent error.
+
+    **Arguments:**
+
+    - `state`, `rule`, `keep`, `allocation`, `kernels`: as for [`edge_rule_moments`][].
+    - `refit`: replace `v` by the optimal second layer of the pruned state ([`optimal_second_layer`][]).
+    - `activation`: the activation of the refit ([`jaxprune.Erf`][] by default).
+
+    **Returns:** the pruned [`jaxprune.Overlaps`][].
+    """
     Qp, Rp, _ = edge_rule_moments(state, rule, keep, allocation=allocation, kernels=kernels)
     st = Overlaps(Q=Qp, R=Rp, T=state.T, v=state.v, v_star=state.v_star)
     if refit:
@@ -273,26 +347,57 @@ def _rule_masks(keys, w, rule, keep, free, *, exact_budget=True):
     return jax.vmap(lambda kd: _rule_mask(kd, w, rule, keep, free, exact_budget))(keys)
 
 
-def sample_edge_rule_mask(key: PRNGKeyArray, w: Float[Array, "K N"], rule: EdgeRule, keep, *,
-                          allocation="uniform", exact_budget: bool = True) -> Bool[Array, "K N"]:
-    """A concrete mask from the rule: `m_ij ~ Bernoulli(pi_i(w_ij / sqrt(Q_ii)))`, `Q_ii = |w_i|^2 / N`.
+def sample_edge_rule_mask(
+    key: Key[Array, "*D"] | UInt32[Array, "*D _"],
+    w: Float[ArrayLike, "K N"],
+    rule: EdgeRule,
+    keep: Float[ArrayLike, ""],
+    *,
+    allocation: UniformAllocation | FreeAllocation | str = "uniform",
+    exact_budget: bool = True,
+) -> Bool[Array, "*D K N"]:
+    """A concrete mask drawn from the keep rule: `m_ij ~ Bernoulli(pi_i(w_ij / sqrt(Q_ii)))`, `Q_ii = |w_i|^2 / N`
+    (docs/theory.md 6.2).
 
-    With `exact_budget` the mask keeps exactly `round(keep N)` weights per unit (`"uniform"`) or
-    `round(keep K N)` in all (`"free"`): the top-k of `logit pi_ij + L_ij` with iid standard logistic `L_ij`.
-    Thresholding these scores at 0 is exactly the independent Bernoulli draw; the top-k moves the threshold
-    by `O(1/sqrt N)`, so every weight keeps the marginal `pi` as `N -> infinity` (the Gaussian-equivalent
-    moments of [`edge_rule_moments`][] apply). Note: Gumbel-top-k on the log-odds would be *successive*
-    sampling (Plackett-Luce), whose large-N inclusion probability is `1 - exp(-t odds_ij)`, not `pi`.
+    With `exact_budget` the mask keeps exactly `round(keep N)` weights per unit (uniform allocation) or
+    `round(keep K N)` in all (free allocation): the top-k of `logit pi_ij + L_ij` with iid standard logistic
+    `L_ij`. Thresholding these scores at 0 is exactly the independent Bernoulli draw; the top-k moves the
+    threshold by `O(1/sqrt N)`, so every weight keeps the marginal `pi` as `N -> infinity` (the
+    Gaussian-equivalent moments of [`edge_rule_moments`][] apply). Note: Gumbel-top-k on the log-odds would be
+    *successive* sampling (Plackett-Luce), whose large-N inclusion probability is `1 - exp(-t odds_ij)`, not `pi`.
+
+    **Arguments:**
+
+    - `key`: a PRNG key, or a batch of keys (`Key[D]`, or legacy raw keys `UInt32[D, 2]`) for `D` independent
+      masks drawn in one compiled program (mask `d` is the mask of `key[d]` alone).
+    - `w`: the concrete first-layer weights, `Float[K, N]`.
+    - `rule`: the [`EdgeRule`][] (e.g. `RuleDesign.rule` of [`design_edge_rule`][]).
+    - `keep`: the keep fraction in `(0, 1]`; the shift `tau` of the rule is solved for it.
+    - `allocation`: [`UniformAllocation`][] (every unit keeps `keep`) or [`FreeAllocation`][] (only the mean
+      over units is `keep`), or `"uniform"` / `"free"`.
+    - `exact_budget`: keep exactly the budget (top-k, above) or draw independent Bernoulli masks.
+
+    **Returns:** the mask `Bool[K, N]` (`True`: kept weight), or `Bool[D, K, N]` for a batch of keys.
     """
     w = jnp.asarray(w)
     free = _free_flag(allocation)
-    return _rule_masks(jnp.asarray(key)[None], w, rule, jnp.asarray(keep, w.dtype), jnp.asarray(free),
-                       exact_budget=bool(exact_budget))[0]
+    key = jnp.asarray(key)
+    batched = key.ndim == (1 if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else 2)
+    masks = _rule_masks(key if batched else key[None], w, rule, jnp.asarray(keep, w.dtype), jnp.asarray(free),
+                        exact_budget=bool(exact_budget))
+    return masks if batched else masks[0]
 
 
 class RuleDesign(eqx.Module):
-    """A designed keep rule: `rule` ([`EdgeRule`][]), `error` (`eps_g` under the Gaussian-equivalent model),
-    `keep_fractions` (per unit), `trace`."""
+    """A keep rule designed by [`design_edge_rule`][].
+
+    **Fields:**
+
+    - `rule`: the designed [`EdgeRule`][].
+    - `error`: its `eps_g` under the Gaussian-equivalent model ([`edge_rule_state`][]).
+    - `keep_fractions`: the keep fraction of each unit, `Float[K]` (all `keep` under a uniform allocation).
+    - `trace`: the [`DesignTrace`][] of the run.
+    """
 
     rule: EdgeRule
     error: Float[Array, ""]
@@ -330,7 +435,7 @@ def design_edge_rule(
     state: Overlaps,
     keep: float,
     *,
-    allocation: UniformAllocation | FreeAllocation | Literal["uniform", "free"] = "uniform",
+    allocation: UniformAllocation | FreeAllocation | str = "uniform",
     rescale: bool = True,
     refit: bool = False,
     slopes: tuple[float, ...] = (1.0, 3.0, 8.0),
@@ -340,12 +445,29 @@ def design_edge_rule(
     activation: AbstractActivation | str = Erf(),
     progress: Callable[[int], None] | None = None,
 ) -> RuleDesign:
-    """Optimise the keep rule's per-unit slopes, offsets (for `allocation="free"`) and rescales for the
-    Gaussian-equivalent error at keep fraction `keep` (one restart per initial slope in `slopes`).
+    """Design a population-level keep rule: optimise the per-unit slopes, offsets (they matter for the free
+    allocation) and rescales of an [`EdgeRule`][] for its Gaussian-equivalent error at keep fraction `keep`
+    (docs/theory.md 6.2 and 7), one restart per initial slope in `slopes`. Both allocations and every `keep`
+    share one compiled step.
 
-    `kernels`: [`conditional_kernels`][]`(state)`, to share between calls on the same state; by default they
-    are computed here when they fit in 256 MB (`K <= 20`) and rebuilt inside every step otherwise. Both
-    allocations and every `keep` share one compiled step."""
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][].
+    - `keep`: the keep fraction, in `(0, 1]`.
+    - `allocation`: [`UniformAllocation`][]`()` or [`FreeAllocation`][]`()` (or `"uniform"` / `"free"`).
+    - `rescale`: learn the per-unit rescales `c` (else `c = 1`).
+    - `refit`: use the optimal second layer of the pruned state.
+    - `slopes`: the initial slope `s` of each restart (the same for every unit).
+    - `steps`: optimisation steps, an integer `>= 1`.
+    - `learning_rate`: the Adam learning rate, `> 0`.
+    - `kernels`: [`conditional_kernels`][]`(state)`, to share between calls on the same state; by default they
+      are computed here when they fit ([`conditional_kernels_fit`][], `K <= 20`) and rebuilt inside every step
+      otherwise.
+    - `activation`: the activation ([`jaxprune.Erf`][] by default, or its name).
+    - `progress`: `progress(n)` called after every step ([`run_design`][]).
+
+    **Returns:** a [`RuleDesign`][] (the best restart).
+    """
     activation = get_activation(activation)
     _check_keep(keep)
     _check_steps(steps)

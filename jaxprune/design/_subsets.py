@@ -6,7 +6,7 @@ is differentiated by enumeration of all `C(K, k)` subsets.
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar, Literal
+from typing import Callable, ClassVar
 
 import equinox as eqx
 import jax
@@ -17,23 +17,46 @@ from jaxtyping import Array, ArrayLike, Bool, Float
 from .._activations import AbstractActivation, Erf, get_activation
 from .._overlaps import Overlaps
 from .._checks import check_choice
-from ..pruning import enumerate_subsets, kdpp_enumerate, kernel_matrix
+from ..pruning import AbstractReweight, enumerate_subsets, kdpp_enumerate, kernel_matrix
 from ._loop import DesignTrace, _adam, _check_k, _check_positive, _check_steps, run_design
 from ._node import node_subset_errors
 
 __all__ = ["subset_log_probs", "SubsetDesign", "KDPPFamily", "BernoulliFamily", "design_subset_distribution"]
 
 
-def subset_log_probs(theta: Float[Array, " K"], masks: Bool[Array, "C K"], base_logdet: Float[Array, " C"]) -> Float[Array, " C"]:
-    """`log P(S) = base_S + 2 theta . 1_S - logsumexp(...)`: a k-DPP with `L = diag(q) L0 diag(q)`,
-    `q = exp(theta)`, has `base_S = log det L0_S`; conditional Bernoulli has `base = 0` (logits `2 theta`)."""
+def subset_log_probs(
+    theta: Float[Array, " K"], masks: Bool[Array, "C K"], base_logdet: Float[Array, " C"]
+) -> Float[Array, " C"]:
+    """Log-probabilities of the subsets of a designed distribution (docs/theory.md 7):
+    `log P(S) = base_S + 2 theta . 1_S - logsumexp_S'(base_S' + 2 theta . 1_S')` over the given subsets. A k-DPP
+    with `L = diag(q) L0 diag(q)`, `q = exp(theta)`, has `base_S = log det L0_S`; conditional Bernoulli has
+    `base = 0` (logits `2 theta`).
+
+    **Arguments:**
+
+    - `theta`: log-qualities (k-DPP) or half-logits (Bernoulli), `Float[K]`.
+    - `masks`: the `C` subsets of the support, `Bool[C, K]` (e.g. every subset of size `k`).
+    - `base_logdet`: `base_S` of each subset, `Float[C]` (`-inf`-like values exclude a subset).
+
+    **Returns:** `log P(S)` of each subset, `Float[C]` (normalised over the `C` subsets).
+    """
     logits = base_logdet + 2.0 * masks.astype(theta.dtype) @ theta
     return logits - jax.scipy.special.logsumexp(logits)
 
 
 class SubsetDesign(eqx.Module):
-    """A designed subset distribution: `theta` (log-quality), `expected_error` (exact), `mode` (most likely
-    subset), `mode_error`, `best_error` (brute-force minimum over subsets), `probs`, `masks`, `trace`."""
+    """A subset distribution designed by [`design_subset_distribution`][].
+
+    **Fields:**
+
+    - `theta`: the designed log-qualities (k-DPP) or half-logits (Bernoulli), `Float[K]`.
+    - `expected_error`: the exact expected error `sum_S P(S) eps(S)`.
+    - `mode`: the most likely subset, `Bool[K]`, and `mode_error` its exact error.
+    - `best_error`: the brute-force minimum of `eps(S)` over all subsets.
+    - `probs`: `P(S)` of every subset, `Float[C]`, in the order of `masks`.
+    - `masks`: every subset of size `k`, `Bool[C, K]` ([`jaxprune.pruning.enumerate_subsets`][] order).
+    - `trace`: the [`DesignTrace`][] of the run.
+    """
 
     theta: Float[Array, " K"]
     expected_error: Float[Array, ""]
@@ -46,8 +69,12 @@ class SubsetDesign(eqx.Module):
 
 
 class KDPPFamily(eqx.Module):
-    """Subset distribution family: the k-DPP with quality weights, `L = diag(q) L0 diag(q)`, `q = exp(theta)`,
-    `L0` the node kernel `"Q"` or `"A"` of [`jaxprune.pruning.kernel_matrix`][]."""
+    """Subset distribution family: the k-DPP with quality weights, `L = diag(q) L0 diag(q)`, `q = exp(theta)`.
+
+    **Arguments:**
+
+    - `kernel`: the node kernel `L0`, `"Q"` (default) or `"A"` of [`jaxprune.pruning.kernel_matrix`][].
+    """
 
     kernel: str = "Q"
     name: ClassVar[str] = "kdpp"
@@ -58,7 +85,7 @@ class KDPPFamily(eqx.Module):
 
 class BernoulliFamily(eqx.Module):
     """Subset distribution family: conditional Bernoulli (independent inclusions with logits `2 theta`,
-    conditioned on `|S| = k`)."""
+    conditioned on `|S| = k`). No arguments: `BernoulliFamily()`."""
 
     name: ClassVar[str] = "bernoulli"
 
@@ -98,19 +125,36 @@ def design_subset_distribution(
     state: Overlaps,
     k: int,
     *,
-    family: KDPPFamily | BernoulliFamily | Literal["kdpp", "bernoulli"] = KDPPFamily(),
-    kernel: Literal["Q", "A"] = "Q",
-    reweight: Literal["none", "preactivation", "activation", "optimal"] = "optimal",
+    family: KDPPFamily | BernoulliFamily | str = KDPPFamily(),
+    kernel: str = "Q",
+    reweight: AbstractReweight | str = "optimal",
     steps: int = 300,
     learning_rate: float = 0.1,
     subset_errors: Float[ArrayLike, " C"] | None = None,
     activation: AbstractActivation | str = Erf(),
     progress: Callable[[int], None] | None = None,
 ) -> SubsetDesign:
-    """Minimise the exact expected error `sum_S P_theta(S) eps(S)` over quality weights (k-DPP) or logits
-    (conditional Bernoulli), by enumeration of all `C(K, k)` subsets (at most 2e5). `family`:
-    [`KDPPFamily`][]`(kernel)` or [`BernoulliFamily`][]`()` (or the strings `"kdpp"`, with `kernel`, and
-    `"bernoulli"`)."""
+    """Design a distribution over subsets of `k` units: minimise the exact expected error
+    `sum_S P_theta(S) eps(S)` over quality weights (k-DPP) or logits (conditional Bernoulli), by enumeration of
+    all `C(K, k)` subsets (at most 2e5) (docs/theory.md 6.1 and 7).
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][].
+    - `k`: the subset size, in `[1, K]`.
+    - `family`: [`KDPPFamily`][]`(kernel)` or [`BernoulliFamily`][]`()` (or the strings `"kdpp"`, with
+      `kernel`, and `"bernoulli"`).
+    - `kernel`: the k-DPP's base kernel `"Q"` or `"A"` when `family` is the string `"kdpp"`.
+    - `reweight`: the reweighting rule of each subset's error ([`node_subset_errors`][]).
+    - `steps`: optimisation steps, an integer `>= 1`.
+    - `learning_rate`: the Adam learning rate, `> 0`.
+    - `subset_errors`: the errors `eps(S)` of every subset, `Float[C]` in
+      [`jaxprune.pruning.enumerate_subsets`][] order, if already computed (then `reweight` is not used).
+    - `activation`: the activation ([`jaxprune.Erf`][] by default, or its name).
+    - `progress`: `progress(n)` called after every step ([`run_design`][]).
+
+    **Returns:** a [`SubsetDesign`][].
+    """
     activation = get_activation(activation)
     K = state.K
     _check_k(k, K)

@@ -13,7 +13,8 @@ cotangent (see `benchmarks/bench_design.py`).
 from __future__ import annotations
 
 import functools
-from typing import Callable, Literal
+from collections.abc import Sequence
+from typing import Callable
 
 import diffrax
 import equinox as eqx
@@ -44,7 +45,7 @@ from ._loop import (
 from ..pruning import AbstractReweight
 from ._node import _masked_node_v, _node_mask_init, _relaxed_node_v, _reweight_name, _swap_polish
 
-__all__ = ["retrain_pruned", "TrainingDesign", "design_through_training", "training_subset_errors"]
+__all__ = ["retrain_pruned", "retrain_subsets", "TrainingDesign", "design_through_training", "training_subset_errors"]
 
 #: up to this many units, derivatives through the ODE solve are taken in forward mode by default
 FORWARD_MODE_MAX_K = 10
@@ -72,10 +73,24 @@ def retrain_pruned(
     adjoint: diffrax.AbstractAdjoint | None = None,
 ) -> Overlaps:
     """Train the pruned student (second layer `state.v`, already zero on pruned units) for `duration` with the
-    ODEs of docs/theory.md 4, second-layer updates gated by `mask` (`dv_i -> m_i dv_i`), so that at a binary mask the
-    pruned units stay pruned; first-layer updates of a unit with `v_i = 0` vanish on their own.
-    Differentiable (diffrax `RecursiveCheckpointAdjoint` by default; `diffrax.ForwardMode()` for forward-mode
-    derivatives, as [`design_through_training`][] uses). **Returns:** the state at the end."""
+    ODEs of docs/theory.md 4, second-layer updates gated by `mask` (`dv_i -> m_i dv_i`), so that at a binary mask
+    the pruned units stay pruned; first-layer updates of a unit with `v_i = 0` vanish on their own.
+    Differentiable in `state`, `mask` and `duration`.
+
+    **Arguments:**
+
+    - `state`: the pruned student's [`jaxprune.Overlaps`][] at prune time.
+    - `mask`: the (relaxed) unit mask `m`, `Float[K]` in `[0, 1]`.
+    - `config`: the [`jaxprune.SGDConfig`][] of the training.
+    - `duration`: the training time `alpha - alpha_p > 0` (a float or a traced scalar).
+    - `rtol`, `atol`: tolerances of the adaptive Tsit5 solve.
+    - `max_steps`: the solver's step limit (no error is raised when it is reached: the state then holds NaN or
+      the last step).
+    - `adjoint`: the diffrax adjoint (default `diffrax.RecursiveCheckpointAdjoint()`; `diffrax.ForwardMode()`
+      for forward-mode derivatives, as [`design_through_training`][] uses at small `K`).
+
+    **Returns:** the [`jaxprune.Overlaps`][] at the end of the training.
+    """
     t1 = float(duration) if isinstance(duration, (int, float, np.integer, np.floating)) else duration
     sol = diffrax.diffeqsolve(
         _RETRAIN_TERM, diffrax.Tsit5(), t0=0.0, t1=t1, dt0=None, y0=state, args=(config, mask),
@@ -87,12 +102,21 @@ def retrain_pruned(
 
 
 class TrainingDesign(eqx.Module):
-    """A unit subset designed for the error after retraining: `mask`, `error` (exact final `eps_g` of the hard
-    subset after retraining), `relaxed_error` (of the restart the subset came from; NaN for a given candidate),
-    `soft_mask`, `trace`, `reweight` (the reweighting applied at prune time: `"none"` or `"optimal"`), and
-    `origin`: which candidate won before polishing (`"optimised"`: a restart's final soft mask, `"start"`: a
-    restart's starting subset, `"candidate i"`: row `i` of the `candidates` passed in), and `evaluations`: how
-    many (subset, reweighting) pairs were evaluated exactly (ODE) on the way (brute force: `2 C(K, k)`)."""
+    """A unit subset designed for the error after retraining by [`design_through_training`][].
+
+    **Fields:**
+
+    - `mask`: the subset, `Bool[K]` with exactly `k` entries `True`.
+    - `error`: the exact final `eps_g` of the hard subset after retraining.
+    - `relaxed_error`: the relaxed final error of the restart the subset came from (NaN for a given candidate).
+    - `soft_mask`: that restart's soft mask (or the starting / given subset), `Float[K]`.
+    - `trace`: the [`DesignTrace`][] of the run.
+    - `reweight`: the reweighting applied at prune time, `"none"` or `"optimal"`.
+    - `origin`: which candidate won before polishing: `"optimised"` (a restart's final soft mask), `"start"` (a
+      restart's starting subset) or `"candidate i"` (row `i` of the `candidates` passed in).
+    - `evaluations`: how many (subset, reweighting) pairs were evaluated exactly (ODE) on the way (brute force:
+      `2 C(K, k)`).
+    """
 
     mask: Bool[Array, " K"]
     error: Float[Array, ""]
@@ -232,7 +256,7 @@ def design_through_training(
     k: int,
     duration: float,
     *,
-    reweight: AbstractReweight | Literal["none", "optimal", "best"] = "optimal",
+    reweight: AbstractReweight | str = "optimal",
     steps: int = 100,
     learning_rate: float = 0.05,
     restarts: int = 4,
@@ -246,22 +270,46 @@ def design_through_training(
     adjoint: diffrax.AbstractAdjoint | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TrainingDesign:
-    """Design the subset of `k` units kept at `alpha_p` (the time of `state`) so that the error after
-    retraining for `duration` is minimal: relaxed mask `m` (projected onto `sum m = k`), pruned start
-    `v'(m)` as in [`design_node_mask`][], gradients through the ODE solve of [`retrain_pruned`][] (`adjoint`:
-    `diffrax.ForwardMode()`, one tangent per unit, or `diffrax.RecursiveCheckpointAdjoint()`, reverse mode; by
-    default forward mode for `K <= FORWARD_MODE_MAX_K = 10` and reverse mode above); rounding as in [`design_node_mask`][] (top `k` of each restart, then exact
-    one-unit exchanges when `polish`).
+    """Design the subset of `k` units kept at `alpha_p` (the time of `state`) so that the error after retraining
+    for `duration` is minimal (docs/theory.md 4, 6.1 and 7): relaxed mask `m` (projected onto `sum m = k`),
+    pruned start `v'(m)` as in [`design_node_mask`][], gradients through the ODE solve of [`retrain_pruned`][],
+    rounding as in [`design_node_mask`][] (top `k` of each restart, then exact one-unit exchanges when
+    `polish`).
 
-    `reweight="best"` designs the reweighting too: `restarts` restarts with `v'(m) = m v` and `restarts` with
-    the relaxed optimal reweighting run side by side (one compiled step), and the better hard result is kept.
     The candidates evaluated exactly are the rounded restarts, the restarts' starting subsets (so the result is
-    never worse than where the optimiser started) and `candidates` (extra subsets, e.g. the best subset at
-    prune time), each with the restarts' reweighting(s); with `polish`, every distinct candidate is improved by
-    exact one-unit exchanges (a local search; each subset is evaluated once) and the best result is kept;
-    `origin` says which kind of candidate it came from, `evaluations` how many exact evaluations were used.
-    `exact_errors(masks, reweight) -> errors` replaces the exact evaluation of hard subsets (default: the ODE
-    through the compiled design step itself), e.g. a table of all subsets already computed."""
+    never worse than where the optimiser started) and `candidates`, each with the restarts' reweighting(s); with
+    `polish`, every distinct candidate is improved by exact one-unit exchanges (a local search; each subset is
+    evaluated once) and the best result is kept; `origin` says which kind of candidate it came from,
+    `evaluations` how many exact evaluations were used.
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][] at prune time `alpha_p`.
+    - `config`: the [`jaxprune.SGDConfig`][] of the retraining.
+    - `k`: the number of units to keep, in `[1, K]`.
+    - `duration`: the retraining time `alpha - alpha_p > 0`.
+    - `reweight`: the second layer at prune time, `"none"` (`v'(m) = m v`) or `"optimal"` (the relaxed optimal
+      reweighting), or `"best"`: `restarts` restarts of each run side by side (one compiled step) and the
+      better hard result kept.
+    - `steps`: optimisation steps, an integer `>= 1`.
+    - `learning_rate`: the Adam learning rate, `> 0`.
+    - `restarts`: restarts per reweighting, an integer `>= 1`.
+    - `rho`: the ridge scale of the relaxed optimal reweighting.
+    - `binarise`: the weight of the binarisation term `mean m (1 - m)`, ramped up over the second half.
+    - `polish`: improve every distinct candidate by exact one-unit exchanges.
+    - `key`: PRNG key of the random starts (default `jax.random.key(0)`).
+    - `rtol`: the relative tolerance of the ODE solve.
+    - `exact_errors`: `exact_errors(masks, reweight) -> errors`, replacing the exact evaluation of hard subsets
+      (default: the ODE through the compiled design step itself, as [`retrain_subsets`][]), e.g. a lookup in a
+      table of all subsets already computed.
+    - `candidates`: extra subsets to evaluate and polish, `Bool[E, K]` (e.g. the best subset at prune time).
+    - `adjoint`: `diffrax.ForwardMode()` (one tangent per unit), `diffrax.RecursiveCheckpointAdjoint()` (reverse
+      mode) or `diffrax.BacksolveAdjoint()`; by default forward mode for `K <= FORWARD_MODE_MAX_K = 10` and
+      reverse mode above.
+    - `progress`: `progress(n)` called after every step ([`run_design`][]).
+
+    **Returns:** a [`TrainingDesign`][].
+    """
     K = state.K
     _check_k(k, K)
     _check_steps(steps)
@@ -323,7 +371,8 @@ def design_through_training(
                 break
     mask, err, kd, origin, r = best
     rel = relaxed[r] if r is not None else np.nan
-    soft = params[r] if origin == "optimised" else (m0[r] if origin == "start" else extra[int(origin[10:])].astype(dtype))
+    soft = params[r] if origin == "optimised" else (
+        m0[r] if origin == "start" else extra[int(origin[10:])].astype(dtype))
     return TrainingDesign(mask=jnp.asarray(mask), error=jnp.asarray(err, dtype), relaxed_error=jnp.asarray(rel, dtype),
                           soft_mask=jnp.asarray(soft), trace=trace, reweight=kd, origin=origin, evaluations=len(memo))
 
@@ -333,8 +382,21 @@ def training_subset_errors(
     state: Overlaps, config: SGDConfig, masks: Bool[Array, "C K"], duration: float, *,
     reweight: AbstractReweight | str = "optimal", rtol: float = 1e-6,
 ) -> Float[Array, " C"]:
-    """Exact (ODE) `eps_g` after pruning to each subset (rows of `masks`, reweighting of 6.1 at prune time)
-    and retraining for `duration`."""
+    """Exact (ODE) `eps_g` after pruning to each subset (reweighting of docs/theory.md 6.1 at prune time) and
+    retraining for `duration` with [`retrain_pruned`][], as one vmapped program (see [`retrain_subsets`][] for
+    the same numbers through the design step, with the final states).
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][] at prune time.
+    - `config`: the [`jaxprune.SGDConfig`][] of the retraining.
+    - `masks`: `C` unit subsets, `Bool[C, K]` (`True`: kept unit).
+    - `duration`: the retraining time `> 0`.
+    - `reweight`: the second layer at prune time, a rule of [`jaxprune.pruning.NODE_REWEIGHTS`][] or its object.
+    - `rtol`: the relative tolerance of the ODE solve.
+
+    **Returns:** the final errors, `Float[C]`.
+    """
     act = config.activation
     reweight = _reweight_name(reweight)
 
@@ -346,3 +408,63 @@ def training_subset_errors(
 
     return jax.vmap(one)(masks)
 
+
+
+def retrain_subsets(
+    state: Overlaps,
+    config: SGDConfig,
+    masks: Bool[ArrayLike, "..."],
+    duration: float | int,
+    *,
+    reweight: AbstractReweight | str | Sequence[str] = "optimal",
+    batch: int = 8,
+    learning_rate: float = 0.05,
+    rtol: float = 1e-6,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+) -> tuple[Float[Array, " C"], Overlaps]:
+    """Prune the student to each subset at the time of `state` (`alpha_p`), set its second layer by a
+    reweighting rule of docs/theory.md 6.1, retrain it for `duration` with the ODEs of section 4
+    ([`retrain_pruned`][]), and return its exact final error and final state.
+
+    The same numbers as [`training_subset_errors`][] (to the ODE tolerance's rounding), computed by the
+    compiled step of [`design_through_training`][] itself, `batch` subsets per call (the last call padded), so
+    that a table of many subsets and the designs on the same state share one compiled program: a call with
+    `batch = 2 restarts`, the same `learning_rate`, `rtol` and `adjoint` reuses the program of
+    `design_through_training(..., reweight="best", restarts=restarts)` (any `k`), and the other way round.
+
+    **Arguments:**
+
+    - `state`: the student's [`jaxprune.Overlaps`][] at prune time.
+    - `config`: the [`jaxprune.SGDConfig`][] of the retraining (its activation is the network's).
+    - `masks`: `C` unit subsets, `Bool[C, K]` (`True`: kept unit); a row of all `True` retrains the unpruned
+      student.
+    - `duration`: the retraining time `alpha - alpha_p > 0`.
+    - `reweight`: the second layer at prune time, `"none"` (`v` restricted to the subset) or `"optimal"` (the
+      optimal reweighting of the kept units), or its [`jaxprune.pruning.AbstractReweight`][] object, for every
+      row, or a list of `C` of them, one per row.
+    - `batch`: subsets per call of the compiled step (an integer `>= 1`).
+    - `learning_rate`: the Adam learning rate of the design whose program is shared (it changes no number
+      here: the step's update is discarded).
+    - `rtol`: the relative tolerance of the ODE solve.
+    - `adjoint`: as in [`design_through_training`][] (only to share its program; no derivative is taken).
+
+    **Returns:**
+
+    `(errors, final)`: the final `eps_g` `Float[C]` and the final states, an [`jaxprune.Overlaps`][] whose
+    leaves carry a leading axis `C`.
+    """
+    K = state.K
+    masks = np.asarray(masks, bool)
+    if masks.ndim != 2 or masks.shape[1] != K or masks.shape[0] == 0:
+        raise ValueError(f"masks must have shape (C, K) with C >= 1 and K = {K}, got {masks.shape}")
+    _check_positive(duration, "duration")
+    _check_positive(learning_rate, "learning_rate")
+    if isinstance(batch, bool) or not (isinstance(batch, (int, np.integer)) and batch >= 1):
+        raise ValueError(f"batch must be an integer >= 1 (allowed range [1, inf)), got {batch!r}")
+    names = list(reweight) if isinstance(reweight, (list, tuple)) else [reweight] * masks.shape[0]
+    if len(names) != masks.shape[0]:
+        raise ValueError(f"reweight must be one name or one per row of masks ({masks.shape[0]}), got {len(names)}")
+    codes = [_MODE_NONE if _reweight_name(rw, ("none", "optimal")) == "none" else _MODE_EXACT for rw in names]
+    problem = _training_problem(state, config, 1, duration, rows=int(batch), rtol=rtol, adjoint=adjoint)
+    errors, final = _evaluate_training(problem, _adam(learning_rate), masks, np.asarray(codes))
+    return jnp.asarray(errors), jax.tree.map(jnp.asarray, final)

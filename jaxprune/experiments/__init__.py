@@ -34,7 +34,7 @@ from ._sweep import sweep_arrays as sweep_arrays
 from ._sweep import run_grid as run_grid
 from ._sweep import run_batched as run_batched
 from ._sweep import run_sweep as run_sweep
-from ._sweep import ODE_SOLVERS as ODE_SOLVERS
+from ._sweep import default_batch_size as default_batch_size
 from ._sweep_store import read_results as read_results
 from ._sweep_figure import plot_results as plot_results
 from ._realdata import RealDataResult as RealDataResult
@@ -66,7 +66,6 @@ __all__ = [
     "COLUMNS",
     "Claim",
     "KINDS",
-    "ODE_SOLVERS",
     "OURS",
     "PARTS",
     "PROTOCOLS",
@@ -81,6 +80,7 @@ __all__ = [
     "compare_population",
     "compare_training",
     "decide",
+    "default_batch_size",
     "decide_claims",
     "design_verdict",
     "expand_grid",

@@ -55,7 +55,7 @@ __all__ = [
 #: relative tolerance under which two exact values are equal (rounding, not a difference)
 RTOL = 1e-9
 OUTCOMES = ("better", "tie", "worse")
-VERDICTS = ("holds", "holds in part", "does not hold")
+VERDICTS = ("holds", "holds in part", "does not hold", "undecided", "not tested")
 
 
 def _always(K: int, k: int) -> bool:
@@ -75,18 +75,44 @@ def _intermediate(K: int, k: int) -> bool:
 
 def _c5_claimed(K: int, k: int) -> bool:
     """The budgets where the paper shows random edge beating DPP node pruning: `k = 1` at K = 6 (its theory),
-    `k = 1..4` at K = 20, M = 5 (its figures; it is unclear at `k = 5`, which is shown but not claimed)."""
-    return k == 1 if K <= 6 else 1 <= k <= 4
+    `k = 1..4` at K = 20, M = 5 (its figures; it is unclear at `k = 5`, which is shown but not claimed). The
+    paper says nothing at other sizes (for example the quick mode's K = 10): no cell is claimed there and the
+    verdict is "not tested" (the cells are still shown)."""
+    if K <= 6:
+        return k == 1
+    return K == 20 and 1 <= k <= 4
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """One claim: `id`, the paper's wording, both sides, and where it applies.
+    """One claim of the seed paper (or one of ours): its id, its wording, its two sides and the cells it covers
+    (docs/theory.md section 6.3, table of claims).
 
-    **Fields:** `id`; `statement` (the paper's claim in its terms); `a`, `b` (`{"method", "option"}`; the
-    paper says `a` has the lower error, or that the two are equal); `relation` (`"less"` or `"equal"`);
-    `strict(K, k)` (cells where the paper says strictly lower); `claimed(K, k)` (cells the claim covers; the
-    others are shown, outside the verdict); `ours` (a finding of this project, not of the paper).
+    A frozen dataclass; the constructor checks `relation` and the keys of both sides (`ValueError`).
+
+    **Arguments:**
+
+    - `id`: the claim's id as in docs/theory.md 6.3 (`"C3"`, `"C4"`, `"C4-rw"`, `"C4-imp"`, `"C5"`, `"C6"`,
+      `"C7"`, `"C8"`; ours `"O1"`, `"O2"`, `"O3"`).
+    - `statement`: the claim in the paper's terms (for the report).
+    - `a`, `b`: the two sides, each a dict with exactly the keys `"method"` (e.g. `"dpp-node"`, `"random-edge"`,
+      `"balanced-node (closed form)"`) and `"option"` (the node reweighting or edge rescale, e.g. `"none"`,
+      `"preactivation"`, `"optimal"`): the names of the rows the cells are built from. The paper says side `a`
+      has the lower error (`relation="less"`) or that both are equal (`relation="equal"`).
+    - `relation`: `"less"` (`a <= b`) or `"equal"` (`a = b`).
+    - `strict`: a predicate `strict(K, k) -> bool`, whether the paper says *strictly* lower at budget `k` of a
+      student with `K` units (default: everywhere).
+    - `claimed`: a predicate `claimed(K, k) -> bool`, whether the claim covers that cell (default: everywhere;
+      the other cells are reported beside the verdict, outside it).
+    - `ours`: `True` for a finding of this project rather than of the paper (reported in its own section).
+
+    **Example:**
+
+    ```python
+    c4 = jpx.claim_by_id("C4")
+    c4.a, c4.b              # ({'method': 'dpp-node', 'option': 'none'}, {'method': 'random-node', ...})
+    c4.strict(6, 3)         # True: strict for intermediate k, 2 <= k <= K - 2
+    ```
     """
 
     id: str
@@ -142,18 +168,31 @@ CLAIMS: tuple[Claim, ...] = (
 
 #: findings of this project beyond the paper (other options than the paper's), decided by the same rule
 OURS: tuple[Claim, ...] = (
-    Claim("O1", "with the optimal second layer, DPP node pruning beats the best edge method (magnitude edge "
-          "pruning with its optimal rescale)",
-          _side("dpp-node", "optimal"), _side("magnitude-edge", "optimal"), strict=_never, ours=True),
+    # Ours: "beats" means strictly lower at every cell (a tie is "holds in part"). O1 is not like for like and
+    # says so: the node side refits the whole second layer with the teacher's overlaps, the edge side only
+    # rescales each unit's kept weights and keeps its second layer.
+    Claim("O1", "DPP node pruning with the optimal second layer (least squares against the teacher, docs/theory.md "
+          "6.1) beats magnitude edge pruning with its optimal per-unit rescale (second layer kept); the sides "
+          "differ in what they may refit",
+          _side("dpp-node", "optimal"), _side("magnitude-edge", "optimal"), strict=_always, ours=True),
     Claim("O2", "importance node pruning beats DPP node pruning on trained students (without reweighting)",
-          _side("importance-node", "none"), _DPP_NODE, strict=_never, ours=True),
+          _side("importance-node", "none"), _DPP_NODE, strict=_always, ours=True),
     Claim("O3", "with the optimal second layer, importance node pruning beats DPP node pruning",
-          _side("importance-node", "optimal"), _side("dpp-node", "optimal"), strict=_never, ours=True),
+          _side("importance-node", "optimal"), _side("dpp-node", "optimal"), strict=_always, ours=True),
 )
 
 
 def claim_by_id(cid: str) -> Claim:
-    """The claim (of the paper or ours) with id `cid`."""
+    """The claim with id `cid`, searched in [`CLAIMS`][jaxprune.experiments.CLAIMS] (the paper's) and
+    [`OURS`][jaxprune.experiments.OURS] (this project's findings).
+
+    **Arguments:**
+
+    - `cid`: a claim id, e.g. `"C4"` or `"O1"` (docs/theory.md 6.3).
+
+    **Returns:** the [`Claim`][jaxprune.experiments.Claim]; a `ValueError` listing the valid ids when there is
+    none.
+    """
     for c in CLAIMS + OURS:
         if c.id == cid:
             return c
@@ -183,14 +222,35 @@ def paired_cell(sigma, k, a_per_student: Sequence[float], b_per_student: Sequenc
 
 
 def outcome(c: dict, *, rtol: float = RTOL) -> str:
-    """`better` / `tie` / `worse` for side `a` (lower error is better): tie when
-    `|diff| <= max(2 stderr, rtol max(|a|, |b|))`; a missing `stderr` (no estimate) is a tie unless the
-    difference is exact (`stderr == 0`)."""
+    """The outcome of one claim cell for side `a` (lower error is better; docs/theory.md 6.3, "How jaxprune
+    decides a claim").
+
+    The cell is a tie when `|diff| <= max(2 stderr, rtol max(|a|, |b|))`, else `better` (`diff < 0`) or
+    `worse` (`diff > 0`). A cell without a standard error (`stderr` is `None`: no estimate) is a tie; an
+    exact cell has `stderr == 0`, so only the relative tolerance absorbs rounding. A cell whose `diff`, `a`,
+    `b` or `stderr` is not finite is `invalid` (a failed computation is never counted as a tie).
+
+    **Arguments:**
+
+    - `c`: a cell dict with at least `"a"`, `"b"` (the two sides' errors), `"diff"` (the paired mean of
+      `a - b`) and `"stderr"` (its standard error, `0` for exact theory, or `None`).
+    - `rtol`: relative tolerance for exact values, `>= 0` (default `RTOL = 1e-9`).
+
+    **Returns:** one of `"better"`, `"tie"`, `"worse"`, `"invalid"`.
+
+    **Example:**
+
+    ```python
+    jpx.outcome({"a": 0.10, "b": 0.12, "diff": -0.02, "stderr": 0.005})  # 'better' (|diff| > 2 stderr)
+    jpx.outcome({"a": 0.10, "b": 0.12, "diff": -0.02, "stderr": 0.02})   # 'tie'
+    ```
+    """
     if not rtol >= 0:
         raise ValueError(f"rtol must be >= 0, got {rtol}")
     diff, se = float(c["diff"]), c.get("stderr")
-    if not math.isfinite(diff):
-        return "tie"
+    values = [diff, float(c["a"]), float(c["b"])] + ([] if se is None else [float(se)])
+    if not all(math.isfinite(x) for x in values):
+        return "invalid"
     if se is None:
         return "tie"
     tol = max(2.0 * float(se), rtol * max(abs(float(c["a"])), abs(float(c["b"]))))
@@ -200,11 +260,31 @@ def outcome(c: dict, *, rtol: float = RTOL) -> str:
 
 
 def verdict(claim: Claim, cells: Sequence[dict]) -> tuple[str, str]:
-    """`(verdict, reason)` for `claim` over `cells` (each with an `outcome`, see [`outcome`][], and `strict`,
-    whether the paper says strictly better there; only cells with `claimed` true count)."""
+    """The verdict on `claim` from cells that already carry their outcome (docs/theory.md 6.3).
+
+    For `relation="less"`: `"does not hold"` when some counted cell is `worse`; else `"holds in part"` when a
+    cell the paper calls strict is only a tie; else `"holds"`. For `relation="equal"`: `"holds"` when every
+    counted cell ties, else `"does not hold"`. Only cells whose `"claimed"` is true (default true) count; with
+    none, the verdict is `"not tested"`; with an `invalid` (non-finite) counted cell it is `"undecided"`. [`decide`][jaxprune.experiments.decide] adds the outcomes and flags
+    and calls this.
+
+    **Arguments:**
+
+    - `claim`: the [`Claim`][jaxprune.experiments.Claim].
+    - `cells`: cell dicts (`sigma`, `k`, `diff`, `stderr`) each with `"outcome"` (from
+      [`outcome`][jaxprune.experiments.outcome]), optional `"strict"` (whether the paper says strictly better
+      there; default false) and `"claimed"` (whether the claim covers the cell; default true).
+
+    **Returns:** `(verdict, reason)`: the verdict (one of `VERDICTS`: `"holds"`, `"holds in part"`,
+    `"does not hold"`, `"undecided"` or `"not tested"`) and one line naming the cells that decided it.
+    """
     counted = [c for c in cells if c.get("claimed", True)]
     if not counted:
-        return "not tested", "no cell"
+        return "not tested", "the claim covers no cell of this setting (the cells are shown for reference)"
+    invalid = [c for c in counted if c["outcome"] == "invalid"]
+    if invalid:
+        return "undecided", "non-finite result at " + "; ".join(
+            ("" if c.get("sigma") is None else f"sigma = {c['sigma']:g}, ") + f"k = {c['k']:g}" for c in invalid)
 
     def where(c):
         s = "" if c.get("sigma") is None else f"sigma = {c['sigma']:g}, "
@@ -221,7 +301,8 @@ def verdict(claim: Claim, cells: Sequence[dict]) -> tuple[str, str]:
     strict = [c for c in counted if c.get("strict", False)]
     missing = [c for c in strict if c["outcome"] != "better"]
     if missing:
-        return "holds in part", ("no significantly worse cell, but only a tie where the paper says strictly "
+        who = "our finding says" if claim.ours else "the paper says"
+        return "holds in part", (f"no significantly worse cell, but only a tie where {who} strictly "
                                  "better: " + "; ".join(where(c) for c in missing))
     n_better = sum(c["outcome"] == "better" for c in counted)
     return "holds", f"no significantly worse cell; better at {n_better} of {len(counted)}"
@@ -229,10 +310,37 @@ def verdict(claim: Claim, cells: Sequence[dict]) -> tuple[str, str]:
 
 def decide(claim: Claim, cells: Sequence[dict], *, source: str, K: int | None = None, setting: str = "",
            rtol: float = RTOL) -> dict:
-    """The `results["claims"]` entry: `{id, statement, a, b, source, setting, ours, cells, verdict, reason}`;
-    every cell gets its `outcome`, `claimed` (whether the claim covers it) and `strict` (whether the paper says
-    strictly better there; decided from the student size `K` and the cell's `k`; without `K`, as for real-data
-    budgets, strict everywhere for a claim stated at every level)."""
+    """Decide `claim` over `cells`: one entry of `results["claims"]` (docs/theory.md 6.3).
+
+    Every cell gets its `outcome` ([`outcome`][jaxprune.experiments.outcome] with `rtol`), `claimed` (whether
+    the claim covers it: `claim.claimed(K, k)`) and `strict` (whether the paper says strictly better there:
+    `claim.strict(K, k)`); without `K`, as for real-data budgets that are kept fractions, every cell is claimed
+    and strict exactly when the claim is strict at every level. Then [`verdict`][jaxprune.experiments.verdict]
+    decides.
+
+    **Arguments:**
+
+    - `claim`: the [`Claim`][jaxprune.experiments.Claim] to decide.
+    - `cells`: cell dicts `{"sigma", "k", "a", "b", "diff", "stderr"}` (`diff` the paired mean of `a - b`;
+      `stderr` its standard error, `0` for exact theory, `None` when unknown), one per noise level `sigma` and
+      budget `k`.
+    - `source`: where the numbers come from, e.g. `"theory (idealised state)"` or `"measured (concrete pruned
+      networks)"` (shown in the report).
+    - `K`: the number of student units, which the claim's `strict` and `claimed` predicates need (`None` for
+      real data).
+    - `setting`: one line describing the setting (shown in the report).
+    - `rtol`: relative tolerance under which exact values tie (default `1e-9`).
+
+    **Returns:** a dict `{id, statement, a, b, relation, source, setting, ours, cells, verdict, reason}`, the
+    cells with their `outcome`, `claimed` and `strict` added.
+
+    **Example:**
+
+    ```python
+    c = {"sigma": 0.0, "k": 2, "a": 0.10, "b": 0.12, "diff": -0.02, "stderr": 0.005}
+    jpx.decide(jpx.claim_by_id("C4"), [c], source="demo", K=6)["verdict"]  # 'holds'
+    ```
+    """
     out_cells = []
     for c in cells:
         k = c["k"]

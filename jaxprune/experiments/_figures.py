@@ -10,7 +10,8 @@ __all__ = ["error_curve_figure", "new_figure"]
 
 
 def new_figure(width: float = 5.5, height: float = 3.8):
-    """A (figure, axes) pair on the non-interactive Agg backend."""
+    """A `(figure, axes)` pair of `width` by `height` inches on the non-interactive Agg backend (matplotlib is
+    imported here)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -27,8 +28,11 @@ def error_curve_figure(
     ylabel: str = r"$\epsilon_g$ (noise-free)",
     bands: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray] | None] | None = None,
 ):
-    """Error versus `alpha` on log axes; `curves` holds `(alpha, error, label)` triples, `bands` optional
-    `(alpha, low, high)` shaded ranges (e.g. simulation spread)."""
+    """Error versus `alpha` on log axes; returns the matplotlib `Figure`.
+
+    `curves` holds `(alpha, error, label)` triples (1-d arrays of equal length; points with `alpha <= 0` or a
+    non-positive or non-finite error are skipped), `bands` optional `(alpha, low, high)` shaded ranges per
+    curve (e.g. simulation spread; `None` for none), `title` the axes title and `ylabel` the y label."""
     fig, ax = new_figure()
     for j, (alpha, err, label) in enumerate(curves):
         alpha, err = np.asarray(alpha, float), np.asarray(err, float)

@@ -55,8 +55,31 @@ EDGE_METHODS = ("random-edge", "magnitude-edge", "dpp-edge")
 
 @dataclasses.dataclass(frozen=True)
 class PaperSetting:
-    """The seed paper's teacher-student setting (its simulations: N=500, M=2, K=6, v*=4, 800 000 samples) and
-    pruning protocol (`protocol`: a key of `PROTOCOLS`; `"paper"` by default, docs/theory.md 6.3)."""
+    """The seed paper's teacher-student setting and pruning protocol (docs/theory.md section 6.3).
+
+    The defaults are the paper's simulations: `N = 500`, `M = 2`, `K = 6`, `v* = 4`, `eta = eta_v = 0.5`, two-layer
+    mode, 800 000 online SGD samples. A frozen dataclass; an unknown `protocol` is a `ValueError`.
+
+    **Arguments:**
+
+    - `N`: input dimension, `>= 1`.
+    - `M`: teacher units.
+    - `K`: student units (`K > M` is the over-parameterised case the paper prunes).
+    - `v_star`: the teacher's second-layer weight, the same for every teacher unit.
+    - `eta`: SGD learning rate of both layers (`eta_v = eta`, docs/theory.md section 4), `> 0`.
+    - `steps`: online SGD samples (`alpha = steps / N`; the paper: 800 000, i.e. `alpha = 1600`).
+    - `init_scale`: standard deviation of the student's initial first-layer weights (`Q0 ~ init_scale^2 I`).
+    - `protocol`: a key of [`PROTOCOLS`][jaxprune.experiments.PROTOCOLS]: `"paper"` (rows normalised before
+      pruning, importance = the `k` largest `v_i`, `v` initialised `N(0, 1)`) or `"legacy"`.
+
+    **Example:**
+
+    ```python
+    small = jpx.PaperSetting(N=100, K=4, steps=20_000)
+    small.options          # {'normalise': True, 'importance': 'v', 'v0_scale': 1.0}
+    small.config(0.25)     # the SGDConfig of one noise level
+    ```
+    """
 
     N: int = 500
     M: int = 2
@@ -77,13 +100,34 @@ class PaperSetting:
         return PROTOCOLS[self.protocol]
 
     def config(self, sigma: float) -> jp.SGDConfig:
+        """The [`SGDConfig`][jaxprune.SGDConfig] of this setting at label-noise standard deviation `sigma`
+        (two-layer mode, `eta_v = eta`, erf activation)."""
         return jp.SGDConfig(eta=self.eta, eta_v=self.eta, sigma=sigma, mode="two-layer")
 
 
 def train_students(setting: PaperSetting, sigma: float, seeds: int, *, seed: int = 0, records: int = 20):
-    """Train `seeds` students (each with its own teacher) in float32; returns `(teachers, students, result)`
-    with a leading seed axis, the students being the final weights. The second layer starts at
-    `v0_scale N(0, 1)` of the protocol (the paper: `N(0, 1)`)."""
+    """Train `seeds` students by online SGD, each with its own random teacher, in float32
+    ([`simulate_seeds`][jaxprune.simulate_seeds]; docs/theory.md section 4).
+
+    Teachers come from [`make_teacher`][jaxprune.make_teacher] (`v* = setting.v_star`); students from
+    [`init_student`][jaxprune.init_student] with first-layer scale `setting.init_scale` and second layer
+    `v_k ~ v0_scale N(0, 1)` (`v0_scale` of the protocol; the paper: `N(0, 1)`). The run takes
+    `records * (setting.steps // records)` steps (at most `records - 1` fewer than `setting.steps`).
+
+    **Arguments:**
+
+    - `setting`: the [`PaperSetting`][jaxprune.experiments.PaperSetting] (`N`, `M`, `K`, `v_star`, `eta`,
+      `steps`, protocol).
+    - `sigma`: label-noise standard deviation `sigma >= 0`.
+    - `seeds`: number of independent teacher-student pairs `S`.
+    - `seed`: the integer the PRNG keys of teachers, students and samples are split from.
+    - `records`: number of records of the error curve after the initial one.
+
+    **Returns:** `(teachers, students, result)`: the [`Teacher`][jaxprune.Teacher] with `w_star` of shape
+    `(S, M, N)`, the final [`Student`][jaxprune.Student] with `w` of shape `(S, K, N)` and `v` of shape
+    `(S, K)`, and the [`SimulationResult`][jaxprune.SimulationResult] with a leading seed axis (`eps_g` of shape
+    `(S, records + 1)`, `status` of shape `(S,)`).
+    """
     key = jax.random.key(seed)
     kt, ks, kr = jax.random.split(key, 3)
     teachers = jax.vmap(lambda k: jp.make_teacher(k, setting.N, setting.M, v_star=setting.v_star))(
@@ -99,8 +143,16 @@ def train_students(setting: PaperSetting, sigma: float, seeds: int, *, seed: int
 
 
 def normalise_rows(w):
-    """Rows rescaled to `|w_i|^2 / N = 1` (the seed paper's normalisation before pruning; on overlaps it is
-    `jp.normalise_student`)."""
+    """The first-layer rows rescaled to `|w_i|^2 / N = 1`, i.e. `Q_ii = 1` (the seed paper's normalisation
+    before pruning, docs/theory.md section 6.3; on overlaps it is
+    [`normalise_student`][jaxprune.normalise_student]).
+
+    **Arguments:**
+
+    - `w`: student first-layer weights, `Float[ArrayLike, "K N"]`; every row must be nonzero.
+
+    **Returns:** `Float[Array, "K N"]`, `w_i / sqrt(mean_j w_ij^2)` row by row (same dtype).
+    """
     w = jnp.asarray(w)
     return w / jnp.sqrt(jnp.mean(jnp.square(w), axis=1, keepdims=True))
 
@@ -206,22 +258,62 @@ def simulation_check(
     node_masks: int | None = None,
     node_theory: str = "enumerate",
 ) -> dict:
-    """Train, prune by every method at every budget `k = 1..K-1` (edges at `p = k/K`), and compare
-    predicted with measured errors. Returns `{"rows": [...], "theory_rows": {sigma: [...]}, ...}`.
+    """The seed paper's experiment: train students, prune each by every method at every budget
+    `k = 1..K-1` (edge methods at `p = k/K`), and set predicted beside measured errors (docs/theory.md
+    sections 6.1 to 6.3).
 
-    The protocol of `setting` decides the pruned network (docs/theory.md 6.3): with `"paper"`, every trained
-    student's first-layer rows are normalised to `|w_i|^2 / N = 1` before pruning (theory and measurement
-    both act on the normalised network; the DPP kernel is built from it) and importance keeps the `k`
-    largest `v_i`.
+    The protocol of `setting` decides the pruned network: with `"paper"`, every trained student's first-layer
+    rows are normalised to `|w_i|^2 / N = 1` before pruning (theory and measurement both act on the normalised
+    network; the DPP kernel is built from it) and importance keeps the `k` largest `v_i`. *Predicted*: the
+    order-parameter theory on the student's overlaps (node methods: exact expectation over subsets; edge
+    methods: the Gaussian-equivalent map of section 6.2). *Measured*: the exact `eps_g` of concrete pruned
+    networks from their own overlaps, and their noisy test MSE on fresh inputs.
 
-    Each row: `sigma, method, option, k, p, predicted (mean, std over seeds), measured eps_g (mean, std over
-    seeds and masks), measured noisy test MSE on fresh inputs (mean over the first `test_mse_masks` masks of
-    each seed; `nan` when `test_mse_masks = 0`, which skips that check) beside `2 eps_g + sigma^2` of the same
-    masks' overlaps (`test_mse_from_overlaps`); and per seed (lists in seed order) `predicted_per_seed`,
-    `measured_mean_per_seed`, `measured_std_per_seed` (mean and std over that seed's masks), `masks_per_seed`.
-    `node_masks` (default `masks`): concrete node masks per random or DPP method; `0` takes the exact
-    expectation over subsets as the measured value (the pruned network's overlaps are exactly the theory's,
-    so the expectation over masks is exact; `masks_per_seed` is then 0). `node_theory`: see `_theory_rows`.
+    **Arguments:**
+
+    - `setting`: the [`PaperSetting`][jaxprune.experiments.PaperSetting] (sizes, SGD, protocol).
+    - `sigmas`: label-noise standard deviations; students are trained afresh for each.
+    - `seeds`: trained students per noise level (each with its own teacher).
+    - `masks`: concrete masks per student for the random and DPP edge methods (magnitude edge is
+      deterministic: one mask), and for node methods unless `node_masks` says otherwise.
+    - `test_samples`: fresh inputs per noisy test-MSE estimate.
+    - `kernel`: the node k-DPP kernel, `"Q"` (the paper's), `"A"` or `"rbf"` (docs/theory.md 6.1).
+    - `jitter`: `>= 0`, added to the kernel's diagonal.
+    - `reweights`: node reweighting rules to evaluate (`"none"`, `"preactivation"`, `"activation"`,
+      `"optimal"`; docs/theory.md 6.1).
+    - `rescales`: edge rescales to evaluate (`"none"`, `"inverse-keep"`, `"optimal"`; docs/theory.md 6.2).
+    - `seed`: the integer all PRNG keys (training, masks, test inputs) derive from.
+    - `progress`: an object with `update(n)` (e.g. a tqdm bar), called once per trained student; or `None`.
+    - `test_mse_masks`: masks per student and method whose noisy test MSE is measured (`0` skips that check:
+      the columns are `nan`).
+    - `node_masks`: concrete node masks per random or DPP node method (default `masks`); `0` takes the exact
+      expectation over subsets as the measured value (the pruned network's overlaps are exactly the theory's;
+      `masks_per_seed` is then 0).
+    - `node_theory`: `"enumerate"` (node theory by exact enumeration of subsets, every reweighting) or
+      `"closed-form"` (random and DPP node errors from inclusion probabilities without reweighting, which
+      needs `reweights=("none",)`; for large `K` such as 20).
+
+    **Returns:** a dict with
+
+    - `"rows"`: one dict per `(sigma, method, option, k)`: `sigma`, `method`, `option`, `k`, `p`, `predicted`
+      and `predicted_std` (mean and std over seeds), `measured` (mean over seeds of each seed's mask mean) and
+      `measured_std` (over seeds and masks), `measured_test_mse` (noisy, `2 eps_g + sigma^2` scale; `nan`
+      when not measured) beside `test_mse_from_overlaps` (`2 eps_g + sigma^2` of the same masks), `n_masks`,
+      and per seed (lists in seed order) `predicted_per_seed`, `measured_mean_per_seed`,
+      `measured_std_per_seed`, `masks_per_seed`;
+    - `"theory_rows"`: `{str(sigma): [theory rows of each student]}` in the format of
+      [`compare_methods`][jaxprune.pruning.compare_methods];
+    - `"training"`: `{str(sigma): {"eps_g_final": [...], "status": [...]}}`;
+    - `"setting"`, `"protocol"`, `"seeds"`, `"masks"`, `"node_masks"`.
+
+    Every error is the noise-free `eps_g` except the test-MSE columns.
+
+    **Example:**
+
+    ```python
+    out = jpx.simulation_check(jpx.PaperSetting(N=100, K=4, steps=20_000), sigmas=(0.0,), seeds=2, masks=3)
+    gaps = jpx.gap_rows(out["rows"])
+    ```
     """
     K, N = setting.K, setting.N
     score = setting.options["importance"]

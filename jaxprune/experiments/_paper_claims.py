@@ -61,15 +61,31 @@ def cells_from_theory_rows(claim: Claim, rows: Sequence[dict], sigma=None) -> li
 
 def decide_claims(*, idealised: dict | None = None, students: dict | None = None, ode: dict | None = None,
                   realdata_cells: Sequence[dict] | None = None) -> list[dict]:
-    """`results["claims"]`: one entry per claim and source.
+    """Decide every claim of the paper (and ours) from every source given: `results["claims"]` of
+    `jaxprune reproduce` (docs/theory.md section 6.3).
 
-    - `idealised`: `{"K", "M", "v_star", "rows"}` lists (one per regime) of [`idealised_rows`][];
-    - `students`: `{"K", "M", "label", "rows"}` lists of [`simulation_check`][] rows: each claim decided from
-      the theory on the students (`predicted`) and from the concrete networks (`measured`);
-    - `ode`: `{"K", "M", "label", "rows": {sigma: rows}}` lists of [`lean_rows`][] on ODE-trained students;
-    - `realdata_cells`: C8 cells from the real-data run (`c8_cells`).
+    Cells are built per claim from the rows of both sides (same method names and options as the claim's `a`
+    and `b`) and decided by [`decide`][jaxprune.experiments.decide]: exact theory gives `stderr = 0`; trained
+    students are paired by student (the standard error is over students, or over masks for one student).
+    A claim with no matching rows in a source is left out for that source. All arguments are keyword-only and
+    optional.
 
-    Our own findings (the `OURS` claims) follow the paper's, with `ours: true`.
+    **Arguments:**
+
+    - `idealised`: a list (one per regime) of dicts `{"K", "M", "v_star", "rows"}`, `rows` from
+      [`idealised_rows`][jaxprune.experiments.idealised_rows]; decides the paper's claims in exact theory.
+    - `students`: a list of dicts `{"K", "M", "label", "rows"}`, `rows` from
+      [`simulation_check`][jaxprune.experiments.simulation_check]: every claim (paper's and ours) is decided
+      twice, from the theory on the trained students (`predicted`) and from the concrete pruned networks
+      (`measured`).
+    - `ode`: a list of dicts `{"K", "M", "label", "rows": {sigma: rows}}`, `rows` from
+      [`lean_rows`][jaxprune.experiments.lean_rows] on ODE-trained students; the paper's claims in exact
+      theory.
+    - `realdata_cells`: C8 cells of the real-data run ([`c8_cells`][jaxprune.experiments.c8_cells]; `k` is the
+      kept fraction of first-layer parameters, errors are test error fractions).
+
+    **Returns:** a list of [`decide`][jaxprune.experiments.decide] entries, the paper's claims first in the
+    order of [`CLAIMS`][jaxprune.experiments.CLAIMS], then ours (`ours: true`).
     """
     out = []
     for reg in idealised or ():
@@ -104,11 +120,29 @@ def decide_claims(*, idealised: dict | None = None, students: dict | None = None
 
 
 def claims_from_rows(rows: Sequence[dict], value: str = "predicted") -> list[dict]:
-    """Legacy per-cell flags (the report before the claims were decided by `_claims`; kept for the `paper`
-    command): at every `(sigma, k)`, best-option errors of each side and strict comparisons of them.
+    """Legacy per-cell flags (the report before the claims were decided by [`decide`][jaxprune.experiments.decide];
+    kept for the `paper` command): at every `(sigma, k)`, best-option errors of each side and strict
+    comparisons of them.
 
-    These flags compare *best options* and use a strict `<` without noise: they are not the paper's claims
-    (see [`decide_claims`][])."""
+    These flags compare *best options* (among `preactivation`, `activation`, `optimal` for "reweighted"; any
+    rescale for random edge) and use a strict `<` without standard errors: they are not the paper's claims
+    (see [`decide_claims`][jaxprune.experiments.decide_claims]). In particular `claim2_random_edge_beats_dpp_node`
+    compares against the *reweighted* DPP node error, while the paper's C5 is against DPP node without
+    reweighting.
+
+    **Arguments:**
+
+    - `rows`: rows of [`simulation_check`][jaxprune.experiments.simulation_check] (`sigma`, `method`,
+      `option`, `k` and the `value` column).
+    - `value`: the column compared, `"predicted"` (theory on the students) or `"measured"` (concrete
+      networks).
+
+    **Returns:** one dict per `(sigma, k)`, in sorted order: the best errors `dpp_node_reweighted`,
+    `random_node_reweighted`, `importance_node_reweighted`, `dpp_node_plain`, `random_node_plain`,
+    `importance_node_plain`, `random_edge_best` (`nan` where a method is missing) and the boolean flags
+    `claim1_dpp_beats_random`, `claim1_dpp_beats_importance`, `claim1_plain_dpp_beats_random`,
+    `claim1_plain_dpp_beats_importance`, `claim2_random_edge_beats_dpp_node`.
+    """
     table = {}
     for r in rows:
         table[(r["sigma"], r["method"], r["option"], r["k"])] = r[value]

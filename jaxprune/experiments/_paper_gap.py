@@ -19,7 +19,18 @@ __all__ = ["gap_rows", "gap_vs_N"]
 
 
 def gap_rows(rows: Sequence[dict]) -> list[dict]:
-    """Predicted-vs-measured gaps of [`simulation_check`][] rows, one per `(sigma, method, option, k)`.
+    """Predicted-vs-measured gaps of [`simulation_check`][jaxprune.experiments.simulation_check] rows, one per
+    `(sigma, method, option, k)`: how well the order-parameter theory (docs/theory.md 6.1, 6.2) predicts the
+    concrete pruned networks.
+
+    **Arguments:**
+
+    - `rows`: the `"rows"` of [`simulation_check`][jaxprune.experiments.simulation_check] (with the per-seed
+      lists `predicted_per_seed`, `measured_mean_per_seed`, `measured_std_per_seed`, `masks_per_seed`).
+
+    **Returns:** a list of dicts, one per row, with `sigma`, `method`, `option`, `k`, `p`, `family`
+    (`"node"` or `"edge"`), `predicted`, `measured`, `masks_per_seed` (the smallest over seeds) and the gap
+    statistics below.
 
     Per seed `s` (one trained student): `pred_s` (theory on its overlaps), `meas_s` and `std_s` (mean and std
     of the exact `eps_g` over that student's concrete masks, `n_s` of them). Returned, averaged over seeds:
@@ -83,9 +94,10 @@ def gap_vs_N(
     log=None,
     **check_kwargs,
 ) -> dict:
-    """Does the predicted-vs-measured gap close as `N` grows? [`simulation_check`][] at every `N` in `Ns` with
-    the same `alpha = steps / N` (default `base.steps / base.N`, the seed paper's 1600), everything else as
-    in `base`; then [`gap_rows`][] per `N` and a summary.
+    """Does the predicted-vs-measured gap close as `N` grows?
+    [`simulation_check`][jaxprune.experiments.simulation_check] at every `N` in `Ns` with the same
+    `alpha = steps / N` (default `base.steps / base.N`, the seed paper's 1600), everything else as in `base`;
+    then [`gap_rows`][jaxprune.experiments.gap_rows] per `N` and a summary (docs/theory.md 6.2).
 
     Node methods: the pruned network's overlaps are exactly the theory's, so the gap is mask sampling only
     (zero for the deterministic importance rule). Edge methods: the Gaussian-equivalent map is a large-`N`
@@ -98,7 +110,19 @@ def gap_vs_N(
     `rel_gap` for node and edge methods, of `|z|` (random/DPP masks), of the edge `rel_spread` and
     `rms_rel_gap`, the largest importance-node `abs_gap`, per-method medians, and wall-clock seconds.
     `slopes`: least-squares log-log slopes of those medians against `N` (`-0.5` is `N^-1/2`).
-    `log`, if given, is called with one line of text after each `N`.
+
+    **Arguments:**
+
+    - `base`: the [`PaperSetting`][jaxprune.experiments.PaperSetting] whose `N` and `steps` are replaced.
+    - `Ns`: input dimensions, integers `>= 2`.
+    - `alpha`: training time `steps / N` at every `N`, `> 0` (at least 20 steps are taken).
+    - `sigmas`: label-noise standard deviations.
+    - `seeds`: trained students per noise level and `N`.
+    - `masks`: concrete masks per student and method.
+    - `test_mse_masks`: masks whose noisy test MSE is measured (`0`, the default, skips it).
+    - `seed`: the integer all PRNG keys derive from (the same at every `N`).
+    - `log`: if given, called with one line of text after each `N`.
+    - `**check_kwargs`: further keyword arguments of `simulation_check` (e.g. `reweights`, `rescales`).
     """
     Ns = [int(n) for n in Ns]
     if len(Ns) < 1 or min(Ns) < 2:

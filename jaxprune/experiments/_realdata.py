@@ -2,9 +2,10 @@
 with every node and edge method of [`jaxprune.realdata`][] at every budget, with and without least-squares
 reweighting, and compare test errors at equal first-layer parameter counts.
 
-The methods, the reweighting rules and the parameter matching are the library's (`jaxprune.realdata`, see its
-`_prune` module); this module runs them over training seeds, masks and budgets, stores the results, and turns
-them into tables, figures and verdicts:
+The methods, the reweighting rules and the parameter matching are the library's (`jaxprune.realdata`: each
+method name is turned into its object once, by `jaxprune.realdata.realdata_option`); this module runs them over
+training seeds, masks and budgets and stores the results; `_realdata_summary` turns them into tables, figures
+and verdicts:
 
 - **C8, the seed paper's real-data claim** ([`c8_cells`][]): random edge pruning WITH least-squares
   reweighting (`edge-random+ls`) against DPP node pruning WITH fusing (DIVNET, `node-dpp-rbf+ls`): both sides
@@ -23,10 +24,8 @@ Mariet & Sra, "Diversity Networks", ICLR 2016.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
-import io
 import json
 import math
 import os
@@ -34,40 +33,26 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_float, check_int
+import jaxprune as jp
+from .._checks import check_float, check_int
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ._claims import claim_by_id, decide
-from ..pruning import kdpp_eigen
-from ..realdata import (
-    EDGE_METHODS,
-    MLP,
-    NODE_KERNELS,
-    NODE_METHODS,
-    RANDOMISED,
-    REWEIGHTS,
-    Dataset,
-    TrainConfig,
-    augmented_gram,
-    data_node_kernel,
-    edge_count,
-    edge_dpp_eigen,
-    edge_masks,
-    finetuned_test_errors,
-    first_layer_activations,
-    first_layer_params,
-    load_dataset,
-    masked_test_errors,
-    node_masks,
-    prune_edges_network,
-    prune_nodes_network,
-    train_or_load,
+from ._realdata_summary import (
+    C8_SIDES,
+    RealDataResult,
+    _figure_png,
+    c8_cells,
+    format_table,
+    paired_cells,
+    plot_realdata,
+    realdata_verdicts,
+    summarise,
+    verdict_lines,
 )
 
 __all__ = [
@@ -79,14 +64,16 @@ __all__ = [
     "paired_cells",
     "c8_cells",
     "realdata_verdicts",
+    "verdict_lines",
     "format_table",
     "plot_realdata",
 ]
 
+rd = jp.realdata
+
 DEFAULT_BUDGETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-#: the two sides of claim C8, as row variants: (random edge + least squares, DPP node (RBF, DIVNET) + fusing)
-C8_SIDES: tuple[str, str] = ("edge-random+ls", "node-dpp-rbf+ls")
 _FORMAT_VERSION = 1
+
 
 
 def _work_dtype():
@@ -138,9 +125,9 @@ def _read_part(path: Path, expected_hash: str, valid: Callable[[dict], bool]) ->
 
 def _valid_method_result(res: dict, nb: int, finetune: bool) -> bool:
     def table(t):
-        return (isinstance(t, dict) and all(isinstance(t.get(r), list) and len(t[r]) == nb for r in REWEIGHTS)
+        return (isinstance(t, dict) and all(isinstance(t.get(r), list) and len(t[r]) == nb for r in rd.REWEIGHTS)
                 and all(isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)
-                        for r in REWEIGHTS for v in t[r]))
+                        for r in rd.REWEIGHTS for v in t[r]))
 
     return (all(isinstance(res.get(f), list) and len(res[f]) == nb for f in ("k", "c", "params_kept"))
             and table(res.get("errors")) and (not finetune or table(res.get("finetuned"))))
@@ -154,7 +141,7 @@ def _valid_method_result(res: dict, nb: int, finetune: bool) -> bool:
 class _SeedContext:
     """Lazily computed per-network quantities shared by all methods of one training seed."""
 
-    def __init__(self, model: MLP, dataset: Dataset, beta: float, jitter: float):
+    def __init__(self, model: jp.realdata.MLP, dataset: jp.realdata.Dataset, jitter: float):
         dt = _work_dtype()
         self.layers = [(l.weight.astype(dt), l.bias.astype(dt)) for l in model.layers]
         self.activation = model.activation
@@ -162,68 +149,72 @@ class _SeedContext:
         self.y_tr = jnp.asarray(dataset.y_train, jnp.int32)
         self.x_te = jnp.asarray(dataset.x_test, dt)
         self.y_te = jnp.asarray(dataset.y_test, jnp.int32)
-        self.beta, self.jitter = beta, jitter
-        self.acts = first_layer_activations(self.layers, self.activation, self.x_tr)
+        self.jitter = jitter
+        self.acts = rd.first_layer_activations(self.layers, self.activation, self.x_tr)
         self.H, self.D = self.layers[0][0].shape
+        self._node_eig: dict = {}
 
     @functools.cached_property
     def gram(self):
-        return augmented_gram(self.acts)
+        return rd.augmented_gram(self.acts)
 
-    @functools.cached_property
-    def node_eig(self):
-        return {kind: kdpp_eigen(data_node_kernel(self.acts, kind, beta=self.beta, jitter=self.jitter))
-                for kind in NODE_KERNELS}
+    def node_eig(self, selector: jp.pruning.DPPNodes) -> jp.pruning.KDPPEigen:
+        """The k-DPP eigendecomposition of `selector`'s data kernel, computed once per network."""
+        if selector not in self._node_eig:
+            self._node_eig[selector] = jp.pruning.kdpp_eigen(rd.data_node_kernel(self.acts, selector))
+        return self._node_eig[selector]
 
     @functools.cached_property
     def edge_eig(self):
-        return edge_dpp_eigen(self.layers[0][0], self.x_tr, jitter=self.jitter)
+        return rd.edge_dpp_eigen(self.layers[0][0], self.x_tr, jitter=self.jitter)
 
     def errors(self, W1s, W2s, b2s):
-        return np.asarray(masked_test_errors(self.layers, self.activation, W1s, W2s, b2s, self.x_te, self.y_te))
+        return np.asarray(rd.masked_test_errors(self.layers, self.activation, W1s, W2s, b2s, self.x_te, self.y_te))
 
 
-def _run_method(ctx: _SeedContext, kind, method, budgets, num_masks, key, ridge, design_steps, finetune, tcfg, seed):
+def _run_method(ctx: _SeedContext, kind, method, option, budgets, num_masks, key, ridge, finetune, tcfg, seed):
+    """One (seed, method) unit: masks at every budget, test errors with and without reweighting. `method` is the
+    label (results key), `option` its object ([`jaxprune.realdata.realdata_option`][])."""
     H, D = ctx.H, ctx.D
-    S = num_masks if (kind, method) in RANDOMISED else 1
-    out = {"k": [], "c": [], "params_kept": [], "errors": {r: [] for r in REWEIGHTS}}
+    S = num_masks if rd.is_randomised(option) else 1
+    reweights = {r: rd.realdata_option(f"{kind}-reweight", r) for r in rd.REWEIGHTS}
+    out = {"k": [], "c": [], "params_kept": [], "errors": {r: [] for r in reweights}}
     if finetune:
-        out["finetuned"] = {r: [] for r in REWEIGHTS}
+        out["finetuned"] = {r: [] for r in reweights}
     for bi, f in enumerate(budgets):
         k = int(min(H, max(1, math.floor(f * H + 0.5))))
         kb = jax.random.fold_in(key, bi)
         if kind == "node":
-            eig = ctx.node_eig[method.removeprefix("dpp-")] if method.startswith("dpp") else None
-            masks = node_masks(kb, method, k, S, acts=ctx.acts, W2=ctx.layers[1][0], beta=ctx.beta,
-                               jitter=ctx.jitter, eig=eig, design_steps=design_steps)
+            eig = ctx.node_eig(option) if isinstance(option, jp.pruning.DPPNodes) else None
+            masks = rd.node_masks(kb, option, k, S, acts=ctx.acts, W2=ctx.layers[1][0], eig=eig)
             counts = np.asarray(jnp.sum(masks, axis=1))
             if not np.all(counts == k):
                 raise RuntimeError(f"node {method} mask kept {counts.tolist()} units, expected {k}")
-            c, params = None, first_layer_params(H, D, k=k)
+            c, params = None, rd.first_layer_params(H, D, k=k)
             M1 = jnp.broadcast_to(masks[:, :, None], (masks.shape[0], H, D))
             M2 = jnp.broadcast_to(masks[:, None, :], (masks.shape[0],) + ctx.layers[1][0].shape)
         else:
-            c = D if f >= 1 else edge_count(H, D, k)
-            eig = ctx.edge_eig if method == "dpp" else None
-            masks = edge_masks(kb, method, c, S, W=ctx.layers[0][0], x=ctx.x_tr, jitter=ctx.jitter, eig=eig,
-                               design_steps=design_steps)
+            c = D if f >= 1 else rd.edge_count(H, D, k)
+            eig = ctx.edge_eig if isinstance(option, jp.pruning.DPPEdges) else None
+            masks = rd.edge_masks(kb, option, c, S, W=ctx.layers[0][0], x=ctx.x_tr, jitter=ctx.jitter, eig=eig)
             counts = np.asarray(jnp.sum(masks, axis=2))
             if not np.all(counts == c):
                 raise RuntimeError(f"edge {method} mask kept {np.unique(counts).tolist()} per unit, expected {c}")
-            params = first_layer_params(H, D, c=c)
+            params = rd.first_layer_params(H, D, c=c)
             M1 = masks
             M2 = jnp.ones((masks.shape[0],) + ctx.layers[1][0].shape, bool)
         out["k"].append(k)
         out["c"].append(c)
         out["params_kept"].append(params)
-        for r in REWEIGHTS:
+        for r, rw in reweights.items():
             if kind == "node":
-                W1s, W2s, b2s = prune_nodes_network(ctx.layers, masks, r, acts=ctx.acts, ridge=ridge, gram=ctx.gram)
+                W1s, W2s, b2s = rd.prune_nodes_network(ctx.layers, masks, rw, acts=ctx.acts, ridge=ridge,
+                                                       gram=ctx.gram)
             else:
-                W1s, W2s, b2s = prune_edges_network(ctx.layers, masks, r, x=ctx.x_tr, ridge=ridge)
+                W1s, W2s, b2s = rd.prune_edges_network(ctx.layers, masks, rw, x=ctx.x_tr, ridge=ridge)
             out["errors"][r].append(ctx.errors(W1s, W2s, b2s).tolist())
             if finetune:
-                fe = finetuned_test_errors(
+                fe = rd.finetuned_test_errors(
                     ctx.layers, ctx.activation, W1s, W2s, b2s, M1, M2, (ctx.x_tr, ctx.y_tr, ctx.x_te, ctx.y_te),
                     finetune, batch_size=tcfg.batch_size, learning_rate=tcfg.learning_rate,
                     momentum=tcfg.momentum, seed=seed)
@@ -231,305 +222,8 @@ def _run_method(ctx: _SeedContext, kind, method, budgets, num_masks, key, ridge,
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-# Summaries, paired comparisons, verdicts
-# --------------------------------------------------------------------------------------------------
-
-
-def _variant(kind, method, reweight) -> str:
-    return f"{kind}-{method}" + ("+ls" if reweight == "ls" else "")
-
-
-def summarise(seed_results: Sequence[dict], budgets: Sequence[float], *, field: str = "errors") -> list[dict]:
-    """Tidy rows `(variant, kind, method, reweight, budget, k, c, params_kept, mean, std, n, per_seed_mean,
-    per_seed_values)`: test error pooled over training seeds and masks (`std` with `ddof=1`; 0 for one value);
-    `per_seed_values[s]` lists the error of every mask of training seed `s` (what paired comparisons use)."""
-    rows = []
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for res in seed_results:
-        groups.setdefault((res["kind"], res["method"]), []).append(res)
-    for (kind, method), items in groups.items():
-        for r in REWEIGHTS:
-            for bi, f in enumerate(budgets):
-                per_seed = [[float(x) for x in it[field][r][bi]] for it in items if field in it]
-                vals = np.concatenate([np.asarray(v, float) for v in per_seed]) if per_seed else np.zeros(0)
-                if vals.size == 0:
-                    continue
-                rows.append({
-                    "variant": _variant(kind, method, r), "kind": kind, "method": method, "reweight": r,
-                    "budget": f, "k": items[0]["k"][bi], "c": items[0]["c"][bi],
-                    "params_kept": items[0]["params_kept"][bi],
-                    "mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0,
-                    "n": int(vals.size), "per_seed_mean": [float(np.mean(v)) for v in per_seed],
-                    "per_seed_values": per_seed,
-                })
-    return rows
-
-
-def _paired_differences(ra: dict, rb: dict) -> list[np.ndarray]:
-    """Per training seed, the paired differences `a - b`: mask by mask where both rows hold the same number of
-    masks for that seed (independent draws on the same network), else the difference of the seed means."""
-    va, vb = ra.get("per_seed_values"), rb.get("per_seed_values")
-    if va is None or vb is None:  # rows written before per-seed values were stored
-        va = [[x] for x in ra["per_seed_mean"]]
-        vb = [[x] for x in rb["per_seed_mean"]]
-    if len(va) != len(vb):
-        raise ValueError(f"rows {ra['variant']!r} and {rb['variant']!r} at budget {ra['budget']} come from "
-                         f"different numbers of training seeds ({len(va)} and {len(vb)}): cannot pair them")
-    out = []
-    for xa, xb in zip(va, vb):
-        xa, xb = np.asarray(xa, float), np.asarray(xb, float)
-        out.append(xa - xb if xa.shape == xb.shape else np.atleast_1d(xa.mean() - xb.mean()))
-    return out
-
-
-def paired_cells(rows_or_result: Any, a: str, b: str, *, budgets: Sequence[float] | None = None) -> list[dict]:
-    """Paired comparison of row variants `a` and `b` per budget `< 1` (equal first-layer parameter counts):
-    claim cells `{"sigma": None, "k": budget, "a", "b", "diff", "stderr", "n", "params_a", "params_b"}`.
-
-    `a`, `b`: mean test errors of the two sides (over seeds and masks); `diff`: mean of the paired differences
-    `a - b` (pairs: same training seed, mask by mask); `stderr`: standard error of that mean, the larger of
-    (i) `std(d) / sqrt(n)` over the `n` pairs and (ii) `std(seed means of d) / sqrt(S)` over the `S` training
-    seeds (`S >= 2`), so that neither the correlation of pairs from one network nor the few degrees of freedom
-    of (ii) overstate significance; `None` when there is a single pair (no estimate).
-    `rows_or_result`: a [`RealDataResult`][], a dict with `"rows"` (`results.json`, a `reproduce` part) or rows.
-    """
-    rows = _rows_of(rows_or_result)
-    idx = {(r["variant"], r["budget"]): r for r in rows if not r.get("finetuned")}
-    if budgets is None:
-        budgets = sorted({r["budget"] for r in rows})
-    cells = []
-    for f in budgets:
-        if f >= 1 or (a, f) not in idx or (b, f) not in idx:
-            continue
-        ra, rb = idx[(a, f)], idx[(b, f)]
-        per_seed = _paired_differences(ra, rb)
-        d = np.concatenate(per_seed)
-        ses = []
-        if d.size > 1:
-            ses.append(float(d.std(ddof=1) / math.sqrt(d.size)))
-        if len(per_seed) > 1:
-            m = np.asarray([x.mean() for x in per_seed])
-            ses.append(float(m.std(ddof=1) / math.sqrt(m.size)))
-        cells.append({"sigma": None, "k": f, "a": float(ra["mean"]), "b": float(rb["mean"]),
-                      "diff": float(d.mean()), "stderr": max(ses) if ses else None, "n": int(d.size),
-                      "params_a": ra["params_kept"], "params_b": rb["params_kept"]})
-    return cells
-
-
-def _rows_of(obj: Any) -> list[dict]:
-    if isinstance(obj, RealDataResult):
-        return list(obj.rows)
-    if isinstance(obj, dict):
-        if "rows" not in obj:
-            raise ValueError("expected a RealDataResult, a dict with 'rows' or a list of rows; got a dict without "
-                             "'rows'")
-        return list(obj["rows"])
-    if isinstance(obj, (list, tuple)):
-        return list(obj)
-    raise ValueError(f"expected a RealDataResult, a dict with 'rows' or a list of rows; got {type(obj).__name__}")
-
-
-def c8_cells(result_or_rows: Any, *, budgets: Sequence[float] | None = None) -> list[dict]:
-    """Cells of claim C8 (docs/theory.md 6.3): side `a` = random edge pruning + least-squares reweighting
-    (`edge-random+ls`), side `b` = DPP node pruning (RBF kernel, DIVNET) + fusing (`node-dpp-rbf+ls`), at equal
-    first-layer parameter counts, one cell per budget `< 1`: `{"sigma": None, "k": budget, "a", "b", "diff",
-    "stderr", ...}` as in [`paired_cells`][]. The paper claims `a < b` (negative `diff`) on CIFAR-10 at every
-    budget and on MNIST at budgets >= 50 %. Empty when the run lacks either side."""
-    return paired_cells(result_or_rows, *C8_SIDES, budgets=budgets)
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}"
-
-
-def _compare(rows, a: str, b: str, budgets) -> dict:
-    """Per budget `< 1`: mean error of variant `a` minus `b` (unpaired); `a` wins where negative, significantly
-    where the difference exceeds twice its standard error `sqrt(s_a^2 / n_a + s_b^2 / n_b)`."""
-    idx = {(r["variant"], r["budget"]): r for r in rows}
-    per = []
-    for f in budgets:
-        if f >= 1 or (a, f) not in idx or (b, f) not in idx:
-            continue
-        ra, rb = idx[(a, f)], idx[(b, f)]
-        diff = ra["mean"] - rb["mean"]
-        se = math.sqrt(ra["std"] ** 2 / ra["n"] + rb["std"] ** 2 / rb["n"])
-        per.append({"budget": f, "a": ra["mean"], "b": rb["mean"], "diff": diff, "se": se,
-                    "a_wins": diff < 0, "a_wins_significantly": diff < -2 * se,
-                    "b_wins_significantly": diff > 2 * se})
-    wins = sum(p["a_wins"] for p in per)
-    return {"a": a, "b": b, "per_budget": per, "a_wins": wins, "budgets_compared": len(per),
-            "a_wins_significantly": sum(p["a_wins_significantly"] for p in per),
-            "b_wins_significantly": sum(p["b_wins_significantly"] for p in per),
-            "mean_diff": float(np.mean([p["diff"] for p in per])) if per else float("nan")}
-
-
-def _summary_line(c: dict) -> str:
-    return (f"{c['a']} beats {c['b']} at {c['a_wins']}/{c['budgets_compared']} budgets "
-            f"({c['a_wins_significantly']} significantly, {c['b_wins_significantly']} significantly worse), "
-            f"mean difference {100 * c['mean_diff']:+.2f} points")
-
-
-def realdata_verdicts(rows: Sequence[dict], budgets: Sequence[float]) -> dict:
-    """Verdicts from the numbers (paired cells per budget, see [`paired_cells`][]):
-
-    - `random_edge_beats_dpp_node` (the seed paper's C8): `edge-random+ls` against `node-dpp-rbf+ls`, both sides
-      reweighted; `cells` as in [`c8_cells`][], each with its `outcome` (`better` / `tie` / `worse`) and the
-      `verdict` (`holds` / `holds in part` / `does not hold`) by the claims' rule (`_claims.decide`: tie within
-      two standard errors; the paper says strictly better at every level); `holds` is `verdict == "holds"`.
-    - ours, not claims of the paper (`paper_claim: False`; `holds` = better mean at a strict majority of budgets):
-      `dpp_node_beats_random_and_importance` (`node-dpp-rbf+ls` against `node-random` and `node-importance`, each
-      with fusing and without), `unreweighted_random_edge_beats_dpp_node` (`edge-random`, no reweighting, against
-      `node-dpp-rbf+ls`), and `best_per_budget`.
-    """
-    variants = {r["variant"] for r in rows}
-    out: dict[str, Any] = {}
-
-    def majority(c):
-        return c["budgets_compared"] > 0 and 2 * c["a_wins"] > c["budgets_compared"]
-
-    dpp = C8_SIDES[1]
-    if dpp in variants:
-        comps = {b: _compare(rows, dpp, b, budgets) for b in
-                 ("node-random+ls", "node-importance+ls", "node-random", "node-importance") if b in variants}
-        fair = [comps[b] for b in ("node-random+ls", "node-importance+ls") if b in comps]
-        out["dpp_node_beats_random_and_importance"] = {
-            "paper_claim": False,
-            "holds": bool(fair) and all(majority(c) for c in fair),
-            "holds_vs_unreweighted": all(majority(comps[b]) for b in ("node-random", "node-importance") if b in comps),
-            "comparisons": comps,
-            "summary": "; ".join(_summary_line(c) for c in comps.values()),
-        }
-    if set(C8_SIDES) <= variants:
-        c8 = decide(claim_by_id("C8"), c8_cells(rows, budgets=budgets), source="real data")
-        out["random_edge_beats_dpp_node"] = {
-            "paper_claim": "C8", "a": c8["a"], "b": c8["b"], "cells": c8["cells"], "verdict": c8["verdict"],
-            "reason": c8["reason"], "holds": c8["verdict"] == "holds",
-            "summary": f"C8: {C8_SIDES[0]} against {C8_SIDES[1]} (both reweighted), paired difference a - b: "
-                       + ", ".join(f"{100 * c['k']:g}%: {100 * c['diff']:+.2f} ± {_pct(c['stderr'])} points "
-                                   f"({c['outcome']})" for c in c8["cells"]),
-        }
-    if dpp in variants and "edge-random" in variants:
-        c = _compare(rows, "edge-random", dpp, budgets)
-        out["unreweighted_random_edge_beats_dpp_node"] = {
-            "paper_claim": False, "holds": majority(c), "comparisons": {"edge-random": c},
-            "budgets_where_edge_wins": [p["budget"] for p in c["per_budget"] if p["a_wins"]],
-            "summary": _summary_line(c),
-        }
-    best = {}
-    for f in budgets:
-        cand = [r for r in rows if r["budget"] == f]
-        if cand:
-            r = min(cand, key=lambda r: r["mean"])
-            best[str(f)] = {"variant": r["variant"], "mean": r["mean"]}
-    out["best_per_budget"] = best
-    return out
-
-
-def verdict_lines(verdicts: dict) -> list[str]:
-    """One markdown line per verdict: the paper's claim first, then ours."""
-    lines = []
-    for key, v in verdicts.items():
-        if not (isinstance(v, dict) and "holds" in v):
-            continue
-        word = v.get("verdict", "holds" if v["holds"] else "does not hold").upper()
-        label = f"paper claim {v['paper_claim']}" if v.get("paper_claim") else "ours"
-        lines.append((0 if v.get("paper_claim") else 1, f"- {key} ({label}): {word}. {v['summary']}"))
-    return [t for _, t in sorted(lines, key=lambda x: x[0])]
-
-
-# --------------------------------------------------------------------------------------------------
-# Tables and figures
-# --------------------------------------------------------------------------------------------------
-
-
-def format_table(rows: Sequence[dict], budgets: Sequence[float], unpruned: Sequence[float], *,
-                 title: str = "test error (%)") -> str:
-    """Markdown table: one row per method variant, one column per budget, `mean +- std` in percent."""
-    head = "| method | " + " | ".join(f"{100 * f:g}%" for f in budgets) + " |"
-    sep = "|---|" + "---|" * len(budgets)
-    u = np.asarray(unpruned, float)
-    lines = [f"**{title}**, mean ± std over seeds and masks; columns: fraction of first-layer parameters kept", "",
-             head, sep]
-    if u.size:
-        s = f"{100 * u.mean():.2f} ± {100 * (u.std(ddof=1) if u.size > 1 else 0):.2f}"
-        lines.append("| unpruned | " + " | ".join(s for _ in budgets) + " |")
-    idx = {(r["variant"], r["budget"]): r for r in rows}
-    for v in dict.fromkeys(r["variant"] for r in rows):
-        cells = []
-        for f in budgets:
-            r = idx.get((v, f))
-            cells.append("" if r is None else f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}")
-        lines.append(f"| {v} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_realdata(rows: Sequence[dict], unpruned: Sequence[float], *, total_params: int | None = None, title=""):
-    """Test error vs first-layer parameters kept, one line per method variant (node solid, edge dashed), two
-    panels: without and with least-squares reweighting. Returns a matplotlib Figure (imported lazily)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, rw in zip(axes, REWEIGHTS):
-        for v in dict.fromkeys(r["variant"] for r in rows if r["reweight"] == rw):
-            pts = sorted((r for r in rows if r["variant"] == v), key=lambda r: r["params_kept"])
-            xs = [r["params_kept"] for r in pts]
-            ax.errorbar(xs, [100 * r["mean"] for r in pts], yerr=[100 * r["std"] for r in pts], capsize=2,
-                        marker="o" if pts[0]["kind"] == "node" else "s", ms=3,
-                        linestyle="-" if pts[0]["kind"] == "node" else "--", label=v)
-        if len(unpruned):
-            ax.axhline(100 * float(np.mean(unpruned)), color="k", lw=0.8, ls=":", label="unpruned")
-        ax.set_xlabel("first-layer parameters kept" + (f" (of {total_params})" if total_params else ""))
-        ax.set_title(f"{title} reweighting: {'least squares' if rw == 'ls' else 'none'}".strip())
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("test error (%)")
-    fig.tight_layout()
-    return fig
-
-
-def _figure_png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-# --------------------------------------------------------------------------------------------------
-# The run
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class RealDataResult:
-    """Everything [`run_realdata`][] computed.
-
-    **Fields:** `config` (the settings), `unpruned` (per-seed test error of the trained networks), `rows`
-    (tidy summary: one dict per method variant and budget), `verdicts`, `table` (markdown), `paths` (files
-    written), `seconds` (wall time), `computed` / `reused` (numbers of (seed, method) units).
-    """
-
-    config: dict
-    unpruned: list
-    rows: list
-    verdicts: dict
-    table: str
-    paths: dict
-    seconds: float
-    computed: int
-    reused: int
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _default_train_config(dataset: str, seed: int, quick: bool) -> TrainConfig:
-    return TrainConfig(
+def _default_train_config(dataset: str, seed: int, quick: bool) -> jp.realdata.TrainConfig:
+    return rd.TrainConfig(
         optimizer="sgd-momentum", learning_rate=0.05, momentum=0.9, batch_size=32 if dataset == "digits" else 64,
         max_epochs=100, stop_train_accuracy=0.97 if quick else 0.99, seed=seed,
     )
@@ -540,17 +234,17 @@ def _hash(obj) -> str:
 
 
 def _load_dataset(dataset, data_dir):
-    if isinstance(dataset, Dataset):
+    if isinstance(dataset, rd.Dataset):
         return dataset
     if dataset == "digits":
-        return load_dataset("digits")
-    return load_dataset(dataset, data_dir=data_dir)
+        return rd.load_dataset("digits")
+    return rd.load_dataset(dataset, data_dir=data_dir)
 
 
 def run_realdata(
     out_dir: str | os.PathLike = "runs/realdata",
     *,
-    dataset: str | Dataset = "digits",
+    dataset: str | jp.realdata.Dataset = "digits",
     data_dir: str | os.PathLike | None = None,
     hidden: Sequence[int] | None = None,
     activation: str = "sigmoid",
@@ -558,13 +252,13 @@ def run_realdata(
     seeds: int | None = None,
     masks: int | None = None,
     finetune_epochs: int = 0,
-    node_methods: Sequence[str] = NODE_METHODS,
-    edge_methods: Sequence[str] = EDGE_METHODS,
+    node_methods: Sequence[str] = jp.realdata.NODE_METHODS,
+    edge_methods: Sequence[str] = jp.realdata.EDGE_METHODS,
     beta: float = 1.0,
     jitter: float = 1e-6,
     ridge: float = 1e-6,
     design_steps: int | None = None,
-    train_config: Callable[[int], TrainConfig] | None = None,
+    train_config: Callable[[int], jp.realdata.TrainConfig] | None = None,
     quick: bool = False,
     progress: bool = True,
     plot: bool = True,
@@ -582,6 +276,32 @@ def run_realdata(
     affects them; a rerun reuses the files whose hash matches and recomputes, with a warning naming it, a
     file that is corrupt. Networks go to `out_dir/models/`. An `out_dir` that is a file or cannot be written
     is a `ValueError` before any work.
+
+    **Arguments:**
+
+    - `out_dir`: the output folder (created).
+    - `dataset`: `"digits"`, `"mnist"`, `"cifar10"` or a [`jaxprune.realdata.Dataset`][].
+    - `data_dir`: folder of the MNIST / CIFAR-10 files (nothing is downloaded).
+    - `hidden`: hidden widths (default: see above).
+    - `activation`: hidden nonlinearity, `"sigmoid"` (default), `"relu"`, `"tanh"` or `"erf"`.
+    - `budgets`: fractions in `(0, 1]` of first-layer parameters kept.
+    - `seeds`: training seeds, `>= 1`.
+    - `masks`: masks per randomised method and budget, `>= 1`.
+    - `finetune_epochs`: epochs of masked fine-tuning after pruning, reported separately (0: none).
+    - `node_methods`, `edge_methods`: method names (labels of the results; [`jaxprune.realdata.NODE_METHODS`][],
+      [`jaxprune.realdata.EDGE_METHODS`][]), turned into objects by [`jaxprune.realdata.realdata_option`][].
+    - `beta`: RBF node-kernel inverse width `> 0`, in units of the mean squared distance.
+    - `jitter`: DPP kernel jitter `>= 0`, relative to the mean diagonal.
+    - `ridge`: least-squares reweighting ridge `> 0`, relative to the mean Gram diagonal.
+    - `design_steps`: descent steps of the designed masks (default 200; `quick` 100).
+    - `train_config`: a function of the seed giving its [`jaxprune.realdata.TrainConfig`][] (default: SGD
+      with momentum, learning rate 0.05, until 99% training accuracy).
+    - `quick`: the small defaults above.
+    - `progress`: progress bars.
+    - `plot`: write the figure.
+    - `log`: a function receiving one line per trained or loaded network (default: silent).
+
+    **Returns:** a [`RealDataResult`][jaxprune.experiments.RealDataResult].
     """
     t0 = time.perf_counter()
     log = log or (lambda s: None)
@@ -594,13 +314,12 @@ def run_realdata(
     masks = check_int("masks", masks if masks is not None else (3 if quick else 5), 1)
     design_steps = check_int("design_steps", design_steps if design_steps is not None else (100 if quick else 200), 1)
     finetune_epochs = check_int("finetune_epochs", finetune_epochs, 0)
-    for m in node_methods:
-        check_choice("node method", m, NODE_METHODS)
-    for m in edge_methods:
-        check_choice("edge method", m, EDGE_METHODS)
     beta = check_float("beta", beta, 0.0, lo_open=True)
     ridge = check_float("ridge", ridge, 0.0, lo_open=True)
     jitter = check_float("jitter", jitter, 0.0)
+    # method labels (the results' keys) -> method objects, once
+    options = {(kind, m): rd.realdata_option(kind, m, beta=beta, jitter=jitter, design_steps=design_steps)
+               for kind, names in (("node", node_methods), ("edge", edge_methods)) for m in names}
     out = _prepare_out_dir(out_dir)
     ds = _load_dataset(dataset, data_dir)
     name = ds.name
@@ -631,9 +350,9 @@ def run_realdata(
         def context():
             nonlocal ctx
             if ctx is None:
-                model, history, loaded = train_or_load(
+                model, history, loaded = rd.train_or_load(
                     model_path, sizes, activation, ds, tcfg, dtype=jnp.float32, progress=progress)
-                ctx = _SeedContext(model, ds, beta, jitter)
+                ctx = _SeedContext(model, ds, jitter)
                 log(f"seed {s}: network {'loaded' if loaded else 'trained'} "
                     f"({history.num_epochs} epochs, train acc {history.train_accuracy[-1]:.4f})")
             return ctx
@@ -648,8 +367,8 @@ def run_realdata(
                 c = context()
                 t1 = time.perf_counter()
                 key = jax.random.fold_in(jax.random.key(1000 + s), methods.index((kind, method)))
-                body = _run_method(c, kind, method, budgets, masks, key, ridge, design_steps, finetune_epochs,
-                                   tcfg, s)
+                body = _run_method(c, kind, method, options[(kind, method)], budgets, masks, key, ridge,
+                                   finetune_epochs, tcfg, s)
                 res = {"hash": key_hash, "seed": s, "kind": kind, "method": method, **body,
                        "seconds": time.perf_counter() - t1}
                 atomic_write_json(path, res)
@@ -684,8 +403,8 @@ def run_realdata(
         table += "\n" + format_table(ft_rows, budgets, unpruned,
                                      title=f"test error (%) after {finetune_epochs} epochs of fine-tuning")
     table += "\nFirst-layer parameters kept per budget: " + ", ".join(
-        f"{100 * r['budget']:g}%: node {first_layer_params(H, D, k=r['k'])}, edge "
-        f"{first_layer_params(H, D, c=edge_count(H, D, r['k']) if r['budget'] < 1 else D)}"
+        f"{100 * r['budget']:g}%: node {rd.first_layer_params(H, D, k=r['k'])}, edge "
+        f"{rd.first_layer_params(H, D, c=rd.edge_count(H, D, r['k']) if r['budget'] < 1 else D)}"
         for r in rows if r["variant"] == rows[0]["variant"]) + f" (of {H * (D + 1)}).\n"
     table += "\n" + "\n".join(verdict_lines(verdicts)) + "\n"
     seconds = time.perf_counter() - t0

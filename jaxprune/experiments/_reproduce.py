@@ -41,7 +41,16 @@ _figures = draw_figures
 
 
 class ReproduceResult(dict):
-    """The content of `results.json` (a dict) with `ok` (no part failed) and `paths` (files written)."""
+    """What [`reproduce`][jaxprune.experiments.reproduce] returns: the content of `results.json`, a dict, with
+    two properties.
+
+    Keys: `format`, `mode`, `ok`, `failed_parts`, `total_seconds`, `parts` (each part's record: `status`,
+    `settings`, `result` or `error`, timings), `claims` (the decided claims,
+    [`decide_claims`][jaxprune.experiments.decide_claims]), `figures` and `paths`.
+
+    Properties: `ok` (whether no selected part failed) and `paths` (`{"results", "report", "figures"}`: the
+    files and folder written). Built like a dict: `ReproduceResult(json.load(open("results.json")))`.
+    """
 
     @property
     def ok(self) -> bool:
@@ -155,6 +164,7 @@ def reproduce(out_dir: str | Path, mode: str = "default", force: bool | Sequence
     """Run every part (or reuse it), decide the claims, draw the figures and write the report.
 
     **Arguments:**
+
     - `out_dir`: output folder: `parts/<name>.json`, `figures/*.png`, `results.json`, `report.md`.
     - `mode`: `"quick"`, `"default"` or `"full"` (see [`reproduce_settings`][]).
     - `force`: `True` to recompute every part, or a list of part names to recompute.
@@ -167,7 +177,16 @@ def reproduce(out_dir: str | Path, mode: str = "default", force: bool | Sequence
       a later run skips most compile time.
     - `log`: progress messages (default `print`; `None` for silence).
 
-    **Returns:** a [`ReproduceResult`][]. A part that raises is recorded as failed and the others go on.
+    **Returns:** a [`ReproduceResult`][jaxprune.experiments.ReproduceResult] (the content of `results.json`). A
+    part that raises is recorded as failed and the others go on; unknown part names or `jobs < 1` are a
+    `ValueError`.
+
+    **Example:**
+
+    ```python
+    res = jpx.reproduce("out/repro", mode="quick", jobs=2)
+    res.ok, res.paths["report"]
+    ```
     """
     verbose = log is not None  # workers print their own progress
     log = log or (lambda m: None)

@@ -98,7 +98,8 @@ def claims_section(results: dict) -> str:
     else:
         s, r = rec["settings"], rec["result"]
         out.append(f"Students trained by the ODEs (two-layer, v* = {fmt(s['v_star'])}, alpha = {fmt(s['alpha'])}, "
-                   "second layer starting at 0.1 N(0, 1), rows not normalised); for each state and budget the "
+                   "second layer starting at 0.1 N(0, 1), rows not normalised, importance by |v_i| sqrt(Q_ii): this "
+                   "project's earlier protocol, not the paper's); for each state and budget the "
                    "method with the lowest expected error, each method with its best option (including the "
                    "optimal second layer): a comparison of best options, not one of the paper's claims.")
         methods = ["random-node", "importance-node", "dpp-node", "random-edge", "magnitude-edge", "dpp-edge"]

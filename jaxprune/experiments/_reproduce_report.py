@@ -188,7 +188,19 @@ def _sec_realdata(results) -> str:
 
 
 def build_report(results: dict) -> str:
-    """The markdown report, generated from `results` (the content of `results.json`) only."""
+    """The markdown report of [`reproduce`][jaxprune.experiments.reproduce], generated from its results only
+    (every number in it comes from `results.json`).
+
+    A section that cannot be written (a missing or failed part) is replaced by one line saying so; the rest of
+    the report is kept.
+
+    **Arguments:**
+
+    - `results`: the content of `results.json` (a [`ReproduceResult`][jaxprune.experiments.ReproduceResult]
+      or the dict read back): `mode`, `parts` (each part's record), `claims`, `figures`.
+
+    **Returns:** the report as one markdown string (ending in a newline).
+    """
     out = [f"# jaxprune reproduce ({results['mode']} mode)", ""]
     failed = [n for n, p in results["parts"].items() if p.get("status") != "ok"]
     missing = [n for n in PARTS if n not in results["parts"]]

@@ -4,16 +4,34 @@ from __future__ import annotations
 
 __all__ = ["MODES", "PARTS", "DESIGN_PARTS", "reproduce_settings"]
 
+#: the sizes `jaxprune reproduce` runs at: a smoke run, under ten minutes, the seed paper's sizes
 MODES = ("quick", "default", "full")
+#: the parts of `jaxprune reproduce`, each written to `parts/<name>.json` and reused when its settings match
 PARTS = ("ode_vs_sim", "fixed_points", "paper", "regime_5_20", "theory_claims", "winner_map", "design_network",
          "design_population", "design_training", "realdata")
 DESIGN_PARTS = ("design_network", "design_population", "design_training")
 
 
 def reproduce_settings(mode: str = "default") -> dict[str, dict]:
-    """The settings of every part for `mode` in `MODES` (`quick`: a smoke run of about two minutes on two
-    CPU cores; `default`: under ten minutes; `full`: the seed paper's sizes, N=500, 800 000 SGD steps (1.5M
-    at K = 20), ten students per noise level). A part is reused by a rerun only when its settings are equal to these."""
+    """The settings of every part of [`reproduce`][jaxprune.experiments.reproduce] for one mode.
+
+    A part's file is reused by a rerun only when its recorded settings equal these.
+
+    **Arguments:**
+
+    - `mode`: `"quick"` (a smoke run of about two minutes on two CPU cores; small networks), `"default"`
+      (under ten minutes) or `"full"` (the seed paper's sizes: `N = 500`, 800 000 SGD steps, 1.5 million at
+      `K = 20`, ten students per noise level; docs/theory.md 6.3).
+
+    **Returns:** a dict `{part name: settings dict}` with one entry per name of
+    [`PARTS`][jaxprune.experiments.PARTS] (plain JSON-able values: sizes, noise levels, seeds, budgets).
+
+    **Example:**
+
+    ```python
+    jpx.reproduce_settings("full")["paper"]["steps"]   # 800000
+    ```
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     q, f = mode == "quick", mode == "full"

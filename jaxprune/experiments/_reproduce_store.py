@@ -74,9 +74,23 @@ def _remove(paths) -> None:
 
 def run_part(name: str, settings: dict, parts_dir: Path, *, force: bool = False, clean_work: bool = True,
              log: Callable[[str], None] = print) -> dict:
-    """Run (or reuse) one part; returns its record `{name, status, settings, result | error, seconds,
-    reused}` after a JSON round trip. The record is written atomically to `parts_dir/<name>.json`. `force`
-    recomputes, and with `clean_work` first deletes the part's cached intermediates (e.g. a trained network)."""
+    """Run (or reuse) one part of [`reproduce`][jaxprune.experiments.reproduce] and write its record
+    atomically to `parts_dir/<name>.json`. A part that raises is recorded with status `"error"` (and its
+    traceback) instead of raising.
+
+    **Arguments:**
+
+    - `name`: a part, one of [`PARTS`][jaxprune.experiments.PARTS].
+    - `settings`: its settings, e.g. [`reproduce_settings`][jaxprune.experiments.reproduce_settings]`(mode)[name]`.
+    - `parts_dir`: the folder of part files; cached intermediates go to `parts_dir/work/`.
+    - `force`: recompute even when a finished record with equal settings exists.
+    - `clean_work`: with `force`, first delete the part's cached intermediates (e.g. a trained network).
+    - `log`: called with one line of progress text at a time.
+
+    **Returns:** the record after a JSON round trip: `{format, name, settings, status ("ok" or "error"),
+    result | error (and traceback), seconds, cpu_seconds, reused, wall_seconds}` (`reused` true and
+    `wall_seconds` 0 when an earlier record was taken).
+    """
     path = parts_dir / f"{name}.json"
     work = parts_dir / "work"
     if not force:

@@ -8,11 +8,13 @@ Cartesian grid over any of `eta`, `eta_v`, `sigma`, `v_star`, `weight_decay`, `s
 units (`T_nn = v*_n = 0`), so that a chunk is one program. Every configuration gets its own [`jp.Status`][]
 code; a failing one never stops a sweep.
 
-- **Solvers.** ODE chunks use [`jp.solve_ode_batch`][] (one batched Runge-Kutta for the whole chunk, its step
-  size controlled by the largest per-member error, so each member meets the tolerances of its own solve;
-  `max_steps` counts the chunk's shared steps; `run_grid(..., ode_solver="vmap")` gives `jax.vmap(jp.solve_ode)`),
-  fixed points `fixed_point_from_ode_batch` (its Levenberg-Marquardt fallback only runs when some member
-  needs it), simulations `jax.vmap(jp.simulate)`.
+- **Solvers.** ODE chunks map [`jp.solve_ode`][] over the chunk with `jax.lax.map(..., batch_size=b)`: each
+  configuration keeps its own adaptive step sizes, `b` of them integrated side by side (`vmap`) per loop
+  iteration. The default `b` is 1 on a single CPU device (one after another: on the 2-core machine this was
+  1.5x faster than `vmap` of the chunk and than a batched Runge-Kutta with one step size for the chunk;
+  `benchmarks/bench_sweep.py`) and the whole chunk elsewhere (accelerators, several devices);
+  `batch_size` overrides it. Fixed points use [`jp.fixed_point_from_ode_batch`][] (its Levenberg-Marquardt
+  fallback only runs when some member needs it), simulations `jax.vmap(jp.simulate)`.
 - **Chunks.** The grid is ordered by cost (`K`, `M`, then `eta`, so that similar configurations share a
   chunk) and cut into chunks of `chunk_size` (the last one padded by repeating its final configuration). The
   plan depends on the spec only, never on the number of devices or processes. Each chunk's batch axis is
@@ -46,7 +48,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 import jaxprune as jp
-from .._fixed_point import fixed_point_from_ode_batch  # not (yet) a public name of jaxprune
 
 from ._sweep_figure import plot_results as plot_results  # noqa: F401  (the former single module's names)
 from ._sweep_spec import AXES as AXES  # noqa: F401
@@ -54,10 +55,7 @@ from ._sweep_spec import COLUMNS, KINDS, expand_grid, load_spec, spec_hash, swee
 from ._sweep_store import Claim, chunk_path, prepare_out_dir, read_chunk, write_chunk, write_csv
 from ._sweep_store import read_results as read_results  # noqa: F401
 
-__all__ = ["sweep_arrays", "run_grid", "run_batched", "run_sweep", "ODE_SOLVERS"]
-
-#: how ODE chunks are integrated: one batched Runge-Kutta (default) or `jax.vmap` of the single solver
-ODE_SOLVERS = ("batch", "vmap")
+__all__ = ["sweep_arrays", "run_grid", "run_batched", "run_sweep", "default_batch_size"]
 
 
 # --------------------------------------------------------------------------------- batched padded inputs
@@ -75,7 +73,25 @@ def _initial_R(row: dict) -> np.ndarray:
 
 
 def sweep_arrays(rows: list[dict], K_max: int, M_max: int) -> dict[str, np.ndarray]:
-    """Padded batch arrays of the configurations: initial overlaps, hyperparameters and unit masks."""
+    """The batch arrays of a list of configurations, padded to `K_max` student and `M_max` teacher units
+    (module docstring: padded units are inactive, `Q_ii = R_i = v_i = 0` and `T_nn = v*_n = 0`).
+
+    Initial state per configuration: `Q0 = init_scale^2 I`, `T = I`, `v = 1`, `v* = v_star`, `R0` the
+    reference state's ([`Overlaps.reference`][jaxprune.Overlaps.reference]) or, with a `seed`,
+    `1e-3 N(0, 1)` from `numpy.random.default_rng(seed)`.
+
+    **Arguments:**
+
+    - `rows`: `B` configurations as from [`expand_grid`][jaxprune.experiments.expand_grid] (each with `K`,
+      `M`, `eta`, `eta_v`, `sigma`, `v_star`, `weight_decay`, `seed`, `init_scale`).
+    - `K_max`: the padded student size, `>= max K`.
+    - `M_max`: the padded teacher size, `>= max M`.
+
+    **Returns:** a dict of float64 NumPy arrays (booleans and int64 where noted): `Q: (B, K_max, K_max)`,
+    `R: (B, K_max, M_max)`, `T: (B, M_max, M_max)`, `v: (B, K_max)`, `v_star: (B, M_max)`,
+    `active: bool (B, K_max)` and `teacher_active: bool (B, M_max)` (the real units), and per configuration
+    `eta`, `eta_v`, `sigma`, `weight_decay`, `init_scale: (B,)`, `seed: int64 (B,)` (`0` where none).
+    """
     B = len(rows)
     Q, R, T = np.zeros((B, K_max, K_max)), np.zeros((B, K_max, M_max)), np.zeros((B, M_max, M_max))
     v, vs = np.zeros((B, K_max)), np.zeros((B, M_max))
@@ -108,18 +124,23 @@ def _states(x) -> jp.Overlaps:
     return jax.vmap(jp.Overlaps)(x["Q"], x["R"], x["T"], x["v"], x["v_star"])  # shapes checked per element
 
 
-def _ode_batch(x, opts, solver):
+def _ode_chunk(x, opts, batch_size):
     alphas = np.asarray([0.0, opts["alpha"]])
     kw = dict(integrator=opts["integrator"], dt=opts["dt"], max_steps=opts["max_steps"], throw=False)
-    if solver == "batch":
-        sol = jp.solve_ode_batch(_states(x), _config(x, opts), alphas, **kw)
-    else:
-        sol = jax.vmap(lambda s, c: jp.solve_ode(s, c, alphas, **kw))(_states(x), _config(x, opts))
-    return dict(eps_g=sol.eps_g[:, -1], status=sol.status, alpha_end=sol.alpha_end)
+
+    def one(xi):
+        state = jp.Overlaps(Q=xi["Q"], R=xi["R"], T=xi["T"], v=xi["v"], v_star=xi["v_star"])
+        sol = jp.solve_ode(state, _config(xi, opts), alphas, **kw)
+        return dict(eps_g=sol.eps_g[-1], status=sol.status, alpha_end=sol.alpha_end)
+
+    B = x["eta"].shape[0]
+    if batch_size >= B:
+        return jax.vmap(one)(x)
+    return jax.lax.map(one, x, batch_size=batch_size if batch_size > 1 else None)
 
 
 def _fixed_point_batch(x, opts):
-    res = fixed_point_from_ode_batch(_states(x), _config(x, opts), alpha=opts["alpha"],
+    res = jp.fixed_point_from_ode_batch(_states(x), _config(x, opts), alpha=opts["alpha"],
                                      integrator=opts["integrator"], ode_max_steps=opts["max_steps"],
                                      active=x["active"], teacher_active=x["teacher_active"])
     return dict(eps_g=res.eps_g, status=res.status, residual_norm=res.residual_norm,
@@ -156,11 +177,11 @@ def _simulate_batch(x, opts):
 _PROGRAMS: dict = {}
 
 
-def _program(kind: str, opts: dict, ode_solver: str):
-    key = (kind, json.dumps(opts, sort_keys=True), ode_solver if kind == "ode" else None)
+def _program(kind: str, opts: dict, batch_size: int):
+    key = (kind, json.dumps(opts, sort_keys=True), batch_size if kind == "ode" else None)
     if key not in _PROGRAMS:
         if kind == "ode":
-            fn = functools.partial(_ode_batch, opts=opts, solver=ode_solver)
+            fn = functools.partial(_ode_chunk, opts=opts, batch_size=batch_size)
         elif kind == "fixed_point":
             fn = functools.partial(_fixed_point_batch, opts=opts)
         elif kind == "simulate":
@@ -176,16 +197,64 @@ def _local_devices(devices) -> list:
     return jax.local_devices() if devices is None else list(devices)
 
 
+def default_batch_size(devices=None, *, shard: bool = True) -> int | None:
+    """How many ODE configurations of a chunk are integrated side by side by default: `1` (one after another,
+    each with its own step sizes) on a single CPU device, `None` (the whole chunk, `vmap`) on accelerators or
+    when the chunk is sharded over several devices.
+
+    **Arguments:**
+
+    - `devices`: the devices the chunk runs on (default: this process's local devices).
+    - `shard`: whether the chunk is sharded over them (`False`: one device).
+
+    **Returns:** `1` or `None`.
+    """
+    devs = _local_devices(devices)
+    single = len(devs) == 1 or not shard
+    return 1 if single and devs[0].platform == "cpu" else None
+
+
+def _check_batch_size(batch_size) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1 or None (default per device), got {batch_size!r}")
+
+
 def run_grid(
     rows: list[dict], kind: str, opts: dict, *, K_max: int | None = None, M_max: int | None = None,
-    devices=None, shard: bool = True, ode_solver: str = "batch",
+    devices=None, shard: bool = True, batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run one batch of configurations as one jitted program, its batch axis sharded over `devices` (default:
-    this process's local devices), padded to a multiple of their number. `ode_solver` picks how `kind="ode"`
-    is integrated (`"batch"`: [`jp.solve_ode_batch`][]; `"vmap"`: `jax.vmap(jp.solve_ode)`). Returns NumPy
-    columns."""
-    if ode_solver not in ODE_SOLVERS:
-        raise ValueError(f"ode_solver must be one of {ODE_SOLVERS}, got {ode_solver!r}")
+    """Run one batch of configurations as one jitted program, its batch axis sharded over `devices` and padded
+    to a multiple of their number (by repeating the last configuration). No files; every configuration gets
+    its own [`Status`][jaxprune.Status] code and a failing one does not stop the batch.
+
+    **Arguments:**
+
+    - `rows`: `B >= 1` configurations as from [`expand_grid`][jaxprune.experiments.expand_grid].
+    - `kind`: one of [`KINDS`][jaxprune.experiments.KINDS]: `"ode"` (final error of the ODEs at `alpha`),
+      `"fixed_point"` (Newton from the end of an ODE run, docs/theory.md section 5) or `"simulate"`
+      (finite-N online SGD, section 4).
+    - `opts`: the fixed-only options, [`sweep_options`][jaxprune.experiments.sweep_options]`(spec)`.
+    - `K_max`, `M_max`: pad students and teachers to these sizes (default: the batch's largest `K` and `M`).
+    - `devices`: the devices to shard over (default: this process's local devices).
+    - `shard`: `False` runs on one device without sharding.
+    - `batch_size`: `kind="ode"` only: how many configurations [`jp.solve_ode`][jaxprune.solve_ode] integrates
+      side by side (`jax.lax.map`'s `batch_size`; each keeps its own step sizes); `None` (default):
+      [`default_batch_size`][jaxprune.experiments.default_batch_size] of the devices.
+
+    **Returns:** a dict of NumPy arrays of length `B` in the order of `rows`: `eps_g` (noise-free) and `status`
+    always, `alpha_end` for `"ode"`, and `residual_norm`, `slowest_eig_real`, `slowest_eig_imag`, `stable`,
+    `used_fallback` for `"fixed_point"`.
+
+    **Example:**
+
+    ```python
+    spec = jpx.validate_spec({"kind": "ode", "axes": {"eta": [0.5, 1.0]}, "fixed": {"alpha": 20.0}})
+    cols = jpx.run_grid(jpx.expand_grid(spec), spec["kind"], jpx.sweep_options(spec))
+    cols["eps_g"], cols["status"]
+    ```
+    """
+    _check_batch_size(batch_size)
     K_max = max(r["K"] for r in rows) if K_max is None else K_max
     M_max = max(r["M"] for r in rows) if M_max is None else M_max
     B = len(rows)
@@ -199,7 +268,9 @@ def run_grid(
         x = jax.device_put(x, NamedSharding(Mesh(np.asarray(devs), ("grid",)), PartitionSpec("grid")))
     elif devices is not None:
         x = jax.device_put(x, devs[0])
-    out = _program(kind, opts, ode_solver)(x)
+    if batch_size is None:
+        batch_size = default_batch_size(devices, shard=shard)
+    out = _program(kind, opts, len(padded) if batch_size is None else min(int(batch_size), len(padded)))(x)
     return jax.tree.map(lambda a: np.asarray(jax.block_until_ready(a))[:B], out)
 
 
@@ -209,21 +280,36 @@ def _plan(rows: list[dict], chunk_size: int) -> list[list[int]]:
     return [order[lo : lo + chunk_size] for lo in range(0, len(order), chunk_size)]
 
 
-def _run_chunk(rows, idx, chunk_size, kind, opts, devices, ode_solver, shard=True):
+def _run_chunk(rows, idx, chunk_size, kind, opts, devices, batch_size, shard=True):
     chunk = [rows[i] for i in idx]
     padded = chunk + [chunk[-1]] * (chunk_size - len(chunk))  # one batch shape per (K, M): one compile each
-    return run_grid(padded, kind, opts, devices=devices, shard=shard, ode_solver=ode_solver)
+    return run_grid(padded, kind, opts, devices=devices, shard=shard, batch_size=batch_size)
 
 
 def run_batched(rows: list[dict], kind: str, opts: dict, *, chunk_size: int = 256, devices=None,
-                shard: bool = True, ode_solver: str = "batch") -> dict[str, np.ndarray]:
-    """Run many configurations the way [`run_sweep`][] does, without files: in cost order, in chunks of
-    `chunk_size` each padded to its own largest `K` and `M`. Returns NumPy columns in the order of `rows`."""
+                shard: bool = True, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Run many configurations the way [`run_sweep`][jaxprune.experiments.run_sweep] does, without files: in
+    cost order (`K`, `M`, `eta`), in chunks of `chunk_size` each padded to its own largest `K` and `M` and
+    run by [`run_grid`][jaxprune.experiments.run_grid]. The numbers equal `run_sweep`'s for the same chunk size.
+
+    **Arguments:**
+
+    - `rows`: configurations as from [`expand_grid`][jaxprune.experiments.expand_grid].
+    - `kind`: one of [`KINDS`][jaxprune.experiments.KINDS].
+    - `opts`: the fixed-only options, [`sweep_options`][jaxprune.experiments.sweep_options]`(spec)`.
+    - `chunk_size`: configurations per compiled program, an integer `>= 1` (the last chunk is padded).
+    - `devices`: the devices each chunk is sharded over (default: this process's local devices).
+    - `shard`: `False` runs each chunk on one device.
+    - `batch_size`: see [`run_grid`][jaxprune.experiments.run_grid] (`kind="ode"` only).
+
+    **Returns:** the columns of [`run_grid`][jaxprune.experiments.run_grid] (NumPy arrays of length
+    `len(rows)`), in the order of `rows`.
+    """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     cols: dict[str, np.ndarray] = {}
     for idx in _plan(rows, chunk_size):
-        out = _run_chunk(rows, idx, chunk_size, kind, opts, devices, ode_solver, shard=shard)
+        out = _run_chunk(rows, idx, chunk_size, kind, opts, devices, batch_size, shard=shard)
         for k, a in out.items():
             if k not in cols:
                 cols[k] = np.empty((len(rows),) + a.shape[1:], a.dtype)
@@ -259,7 +345,7 @@ def _process() -> tuple[int, int]:
 def run_sweep(
     spec: dict | str | os.PathLike, out_dir: str | os.PathLike, *, progress: bool = True, devices=None,
     gather: bool | None = None, claim_timeout: float = 3600.0, poll_interval: float = 0.5,
-    ode_solver: str = "batch",
+    batch_size: int | None = None,
 ) -> list[dict]:
     """Run (or resume, or join) a sweep whose results go to `out_dir` (module docstring).
 
@@ -270,22 +356,31 @@ def run_sweep(
     configuration, in grid order).
 
     **Arguments:**
-    - `spec`: a spec dict or the path of a `.json` / `.toml` spec ([`validate_spec`][]).
+
+    - `spec`: a spec dict or the path of a `.json` / `.toml` spec
+      ([`validate_spec`][jaxprune.experiments.validate_spec]).
     - `out_dir`: the output folder, shared by all processes (on several hosts: a shared file system).
+    - `progress`: show a progress bar (tqdm) over chunks.
     - `devices`: the devices a chunk is sharded over (default: this process's local devices).
     - `gather`: whether this process writes `results.csv` (default: process 0 only).
     - `claim_timeout`: seconds after which a claim whose holder stopped touching it is taken over (a process
       that died on another host; a dead pid on this host is noticed at once).
     - `poll_interval`: seconds between looks at chunks that other processes hold.
-    - `ode_solver`: `"batch"` ([`jp.solve_ode_batch`][]) or `"vmap"` for `kind="ode"`.
+    - `batch_size`: see [`run_grid`][jaxprune.experiments.run_grid] (`kind="ode"` only).
 
     **Returns:** the rows (dicts: `index`, the swept axis values, `K`, `M`, `eps_g` (noise-free), `status`,
     `status_words`, and per kind `alpha_end` or `residual_norm`, `slowest_eig_real`, `slowest_eig_imag`,
     `stable`, `used_fallback`), in grid order. Raises `ValueError` (one line, naming the path) when the folder
     cannot be used.
+
+    **Example:**
+
+    ```python
+    rows = jpx.run_sweep("grid.toml", "out/grid")          # writes out/grid/results.csv
+    fig = jpx.plot_results("out/grid/results.csv", ["eta", "sigma"])
+    ```
     """
-    if ode_solver not in ODE_SOLVERS:
-        raise ValueError(f"ode_solver must be one of {ODE_SOLVERS}, got {ode_solver!r}")
+    _check_batch_size(batch_size)
     if not (claim_timeout > 0 and poll_interval > 0):
         raise ValueError(f"claim_timeout and poll_interval must be > 0, got {claim_timeout}, {poll_interval}")
     spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else validate_spec(spec)
@@ -329,7 +424,7 @@ def run_sweep(
                     with claim:
                         got = finished(c)  # finished meanwhile by the previous holder?
                         if got is None:
-                            cols = _run_chunk(rows, chunks[c], size, kind, opts, devices, ode_solver)
+                            cols = _run_chunk(rows, chunks[c], size, kind, opts, devices, batch_size)
                             got = _rows([rows[i] for i in chunks[c]], cols, names, chunks[c], columns)
                             if not write_chunk(chunk_path(chunks_dir, c), h, chunks[c], got,
                                                replace_corrupt=c in corrupt):

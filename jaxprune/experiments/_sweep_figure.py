@@ -15,10 +15,22 @@ __all__ = ["plot_results"]
 
 
 def plot_results(path: str | os.PathLike, axes: list[str], *, value: str = "eps_g", log: bool = True):
-    """Heat map of `value` over two axes (`axes = [x, y]`) or a line plot over one axis, from `results.csv`.
+    """Heat map of `value` over two swept axes, or a line plot over one, from a sweep's `results.csv`.
 
-    Configurations whose status is not `SUCCESS` are marked (x: diverged / not converged; o: unstable or
-    singular). Other swept axes are fixed at their first value. matplotlib is imported here only.
+    Only configurations whose status is `SUCCESS` are drawn; the others are marked in red by status (heat map:
+    `o` unstable, `s` singular, `x` diverged, `+` not converged, `^` step budget, `d` invalid; line plot: `x`
+    on the lowest value). Every other swept axis is fixed at its value in the first row. matplotlib (Agg
+    backend) is imported here only.
+
+    **Arguments:**
+
+    - `path`: the `results.csv` of [`run_sweep`][jaxprune.experiments.run_sweep].
+    - `axes`: one or two column names, `[x]` or `[x, y]` (e.g. `["eta", "sigma"]`).
+    - `value`: the column drawn (default `"eps_g"`, the noise-free generalisation error).
+    - `log`: draw `log10(value)` (heat map) or a logarithmic y axis (line plot).
+
+    **Returns:** the matplotlib `Figure` (not saved; `fig.savefig(...)`). An axis or value that is not a column
+    is a `ValueError`.
     """
     import matplotlib
 

@@ -20,6 +20,7 @@ import jaxprune as jp
 
 __all__ = ["KINDS", "AXES", "COLUMNS", "load_spec", "validate_spec", "spec_hash", "expand_grid", "sweep_options"]
 
+#: what a sweep computes per configuration: the ODE's final error, the fixed point, or a finite-N simulation
 KINDS = ("ode", "fixed_point", "simulate")
 #: names that may be swept (in "axes") or fixed (in "fixed")
 AXES = ("eta", "eta_v", "sigma", "v_star", "weight_decay", "seed", "init_scale", "K", "M")
@@ -49,7 +50,29 @@ COLUMNS = {
 
 
 def load_spec(path: str | os.PathLike) -> dict:
-    """Read a grid spec from a `.json` or `.toml` file and validate it ([`validate_spec`][])."""
+    """Read a grid spec from a `.json` or `.toml` file and validate it
+    ([`validate_spec`][jaxprune.experiments.validate_spec]).
+
+    **Arguments:**
+
+    - `path`: the spec file; a `.toml` suffix is read as TOML, anything else as JSON.
+
+    **Returns:** the validated, normalised spec dict `{"kind", "axes", "fixed", "chunk_size"}`. A missing file
+    is a `FileNotFoundError`, unparsable text or an invalid spec a one-line `ValueError` naming the file or key.
+
+    **Example** (`grid.toml`):
+
+    ```toml
+    kind = "fixed_point"
+    chunk_size = 32
+    [axes]
+    eta = [0.25, 0.5, 1.0]
+    sigma = [0.0, 0.1, 0.3]
+    [fixed]
+    K = 2
+    M = 2
+    ```
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -84,7 +107,34 @@ def _check_value(name: str, x, where: str):
 
 
 def validate_spec(spec: Any) -> dict:
-    """Check a grid spec; return a normalised copy. Errors are `ValueError`s naming the offending key."""
+    """Check a grid spec and return a normalised copy.
+
+    A spec has `kind` (one of [`KINDS`][jaxprune.experiments.KINDS]), `axes` (a non-empty mapping from names in
+    [`AXES`][jaxprune.experiments.AXES] to non-empty lists of values), optional `fixed` (values of unswept
+    axes and the fixed-only options `mode` (`"scm"` or `"two-layer"`), `activation` (`"erf"` or `"linear"`),
+    `alpha`, `integrator` (one of `jaxprune.INTEGRATORS`), `dt`, `max_steps`, `N`, `record_every`) and
+    `chunk_size` (integer `>= 1`, default 64). Allowed ranges: `eta > 0`; `eta_v`, `sigma`, `weight_decay`,
+    `init_scale >= 0`; `K`, `M >= 1`; `seed >= 0`; `v_star` a number, or fixed as a list of `M` numbers.
+    For `kind="simulate"`, `alpha * N` must be a whole number of steps.
+
+    **Arguments:**
+
+    - `spec`: the spec as a mapping (e.g. parsed JSON or TOML).
+
+    **Returns:** `{"kind", "axes", "fixed", "chunk_size"}` with numbers converted (`float`, or `int` for `K`,
+    `M`, `seed`) and every unswept axis and option filled with its default in `fixed` (`eta = 0.5`,
+    `eta_v = eta`, `sigma = 0`, `v_star = 1`, `weight_decay = 0`, `seed = None` (the reference initial `R`),
+    `init_scale = 1`, `K = M = 2`; `mode = "scm"`, `activation = "erf"`, `alpha = 100`, `integrator = "tsit5"`,
+    `dt = 0.01`, `max_steps = 100000`, `N = 500`). Errors are one-line `ValueError`s naming the offending
+    key (e.g. `spec.axes.eta`).
+
+    **Example:**
+
+    ```python
+    spec = jpx.validate_spec({"kind": "ode", "axes": {"eta": [0.5, 1.0], "sigma": [0.0, 0.1]}})
+    spec["fixed"]["alpha"]   # 100.0
+    ```
+    """
     if not isinstance(spec, dict):
         raise ValueError(f"spec must be a mapping with keys 'kind', 'axes', 'fixed', 'chunk_size', got {type(spec).__name__}")
     unknown = set(spec) - {"kind", "axes", "fixed", "chunk_size"}
@@ -164,7 +214,18 @@ def spec_hash(spec: dict) -> str:
 
 
 def expand_grid(spec: dict) -> list[dict]:
-    """All configurations of the grid (Cartesian product of the axes, last axis fastest), fixed values merged."""
+    """All configurations of the grid: the Cartesian product of the axes (last axis fastest), the fixed axis
+    values merged in.
+
+    **Arguments:**
+
+    - `spec`: a validated spec ([`validate_spec`][jaxprune.experiments.validate_spec]).
+
+    **Returns:** a list of dicts, one per configuration, with every axis of [`AXES`][jaxprune.experiments.AXES]
+    (`eta_v` set to `eta` where it is `None`); the fixed-only options are in
+    [`sweep_options`][jaxprune.experiments.sweep_options]. A grid of axes with `n_1, n_2, ...` values has
+    `n_1 n_2 ...` configurations.
+    """
     names = list(spec["axes"])
     rows = []
     for values in itertools.product(*(spec["axes"][n] for n in names)):
@@ -177,6 +238,14 @@ def expand_grid(spec: dict) -> list[dict]:
 
 
 def sweep_options(spec: dict) -> dict:
-    """The fixed-only options of a validated spec (`mode`, `activation`, `alpha`, `integrator`, `dt`,
-    `max_steps`, `N`, `record_every`): what the batched program depends on besides the arrays."""
+    """The fixed-only options of a validated spec: what the batched program depends on besides the arrays.
+
+    **Arguments:**
+
+    - `spec`: a validated spec ([`validate_spec`][jaxprune.experiments.validate_spec]).
+
+    **Returns:** a dict with `mode`, `activation`, `alpha`, `integrator`, `dt`, `max_steps`, `N`,
+    `record_every` (the `opts` of [`run_grid`][jaxprune.experiments.run_grid] and
+    [`run_batched`][jaxprune.experiments.run_batched]).
+    """
     return {k: spec["fixed"][k] for k in _OPTIONS}

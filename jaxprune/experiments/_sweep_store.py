@@ -333,7 +333,17 @@ def read_csv_columns(path) -> dict[str, list[str]]:
 
 
 def read_results(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a sweep's `results.csv` into columns (numbers and booleans as float arrays, words as strings)."""
+    """Read a sweep's `results.csv` (written by [`run_sweep`][jaxprune.experiments.run_sweep]) into columns.
+
+    **Arguments:**
+
+    - `path`: the `results.csv` file.
+
+    **Returns:** a dict `{column: array}`, each array with one entry per configuration (table row): numeric
+    and boolean columns (`True` / `False` as `1.0` / `0.0`) as float64 arrays, `nan` included; other columns
+    (e.g. `status_words`) as string arrays. A missing, unreadable or empty table is a one-line `ValueError`
+    naming the file.
+    """
     cols = {}
     for k, vals in read_csv_columns(path).items():
         try:

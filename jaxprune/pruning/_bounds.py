@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import equinox as eqx
@@ -34,17 +35,16 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from .._activations import Erf, safe_sqrt
 from .._checks import check_choice, check_float, check_int, is_concrete
 from .._overlaps import Overlaps
 from ._linalg import logdet_psd, solve_psd
-from ._options import pruning_option
+from ._options import AbstractReweight, pruning_option
 
 __all__ = [
     "Specialised",
-    "NodeBounds",
     "specialisation",
     "specialised_state",
     "group_counts",
@@ -54,10 +54,6 @@ __all__ = [
     "random_node_error",
     "dpp_node_error",
     "balanced_node_error",
-    "node_error_range",
-    "optimal_reweight_bound",
-    "importance_counts",
-    "importance_node_error",
 ]
 
 _ERF = Erf()
@@ -77,8 +73,15 @@ def _is_concrete(*xs) -> bool:
 class Specialised(eqx.Module):
     """Parameters of a specialised state (module docstring for the overlaps they define).
 
-    **Fields:** `v_star: Float[M]`, `T: Float[M, M]`, `rho`, `alignment`, `cross` (scalars; differentiable),
-    `group_sizes: tuple[int, ...]` (static, `K_n >= 1`). Build it with [`specialisation`][].
+    **Fields:**
+
+    - `v_star`: teacher second layer `Float[M]`.
+    - `T`: teacher overlaps `Float[M, M]`.
+    - `rho`, `alignment`, `cross`: scalars (differentiable): in-group overlap, alignment `a`, cross-group
+      residual correlation.
+    - `group_sizes`: `tuple[int, ...]` (static), the `K_n >= 1`.
+
+    Build it with [`specialisation`][], which validates the values.
     """
 
     v_star: Float[Array, " M"]
@@ -134,13 +137,13 @@ class _Groups(NamedTuple):
 def specialisation(
     K: int,
     M: int,
-    v_star: Float[ArrayLike, "M"] | float = 1.0,
+    v_star: float | Sequence[float] | Float[ArrayLike, " M"] = 1.0,
     *,
     rho: Float[ArrayLike, ""] = 1.0,
     alignment: Float[ArrayLike, ""] | None = None,
     cross: Float[ArrayLike, ""] = 0.0,
     group_sizes: tuple[int, ...] | None = None,
-    T: Float[ArrayLike, "M M"] | None = None,
+    T: Sequence[Sequence[float]] | Float[ArrayLike, "M M"] | None = None,
 ) -> Specialised:
     """Build the specialised state's parameters: `K = sum K_n` units, group `n` copies teacher unit `n`.
 
@@ -201,12 +204,35 @@ def specialisation(
 
 def specialised_state(K: int, M: int, v_star=1.0, **kwargs) -> Overlaps:
     """The specialised state `Q_ii = T_nn, Q_ik = rho T_nn | a^2 T_nm + ..., R = a T, v_i = v*_n / K_n` as
-    [`Overlaps`][] (arguments as in [`specialisation`][])."""
+    [`Overlaps`][] (docs/theory.md section 5; module docstring).
+
+    **Arguments:**
+
+    - `K`, `M`: student and teacher sizes, as in [`specialisation`][].
+    - `v_star`: teacher second layer, a scalar or `Float[M]`.
+    - `kwargs`: `rho`, `alignment`, `cross`, `group_sizes`, `T`, as in [`specialisation`][].
+
+    **Returns:**
+
+    The [`Overlaps`][] with `Q: Float[K, K]`, `R: Float[K, M]`, `T: Float[M, M]`, units ordered group by group.
+
+    Example: `specialised_state(6, 2, 4.0)` is the seed paper's idealised state for `K = 6`, `M = 2`, `v* = 4`.
+    """
     return specialisation(K, M, v_star, **kwargs).state()
 
 
 def group_counts(spec: Specialised, mask) -> np.ndarray:
-    """Kept counts `m_n` per group of a boolean unit mask (or a batch of masks), for units ordered by group."""
+    """Kept counts `m_n` per group of a boolean unit mask (or a batch of masks), for units ordered by group.
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `mask`: boolean `Bool[K]` or a batch `Bool[B, K]` (anything `np.asarray` turns into booleans).
+
+    **Returns:**
+
+    The NumPy integer counts `m`, shape `(M,)` or `(B, M)`.
+    """
     mask = np.asarray(mask, dtype=bool)
     onehot = np.eye(spec.M, dtype=np.int64)[spec.assignment()]  # (K, M)
     return mask.astype(np.int64) @ onehot
@@ -276,9 +302,25 @@ def _reweighted(g: _Groups, m: Array, reweight: str) -> Array:
     return x if reweight == "optimal" else g.u + x
 
 
-def node_error_counts(spec: Specialised, counts: Float[ArrayLike, " M"], *, reweight: str = "none") -> Array:
+def node_error_counts(
+    spec: Specialised, counts: Sequence[int] | Real[ArrayLike, " M"], *, reweight: str | AbstractReweight = "none"
+) -> Float[Array, ""]:
     """`eps_g` after keeping `m_n = counts[n]` units of group `n` (any `m_n` of them: all are equivalent),
-    with the reweighting rule of docs/theory.md 6.1 (`none`: `u_n = v*_n / K_n`)."""
+    with the reweighting rule of docs/theory.md 6.1 (`none`: `u_n = v*_n / K_n`); the formula is the sum of
+    arcsin terms of the module docstring.
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `counts`: kept counts `m`, `Int[M]` or a sequence of `M` integers (a float array of integer values is
+      accepted too, e.g. under `jit`), `0 <= m_n <= K_n`, `sum m_n >= 1` (checked when concrete).
+    - `reweight`: the reweighting rule, an [`AbstractReweight`][] or its name `"none"` (default),
+      `"preactivation"`, `"activation"`, `"optimal"` (docs/theory.md section 6.1).
+
+    **Returns:**
+
+    The scalar noise-free `eps_g`; differentiable in the parameters of `spec`.
+    """
     reweight = _check_reweight(reweight)
     m = jnp.asarray(counts, dtype=spec.T.dtype)
     if m.shape != (spec.M,):
@@ -325,7 +367,17 @@ def _check_k(spec: Specialised, k) -> int:
 
 def count_vectors(spec: Specialised, k: int) -> tuple[np.ndarray, np.ndarray]:
     """All kept-count vectors `m` (`0 <= m_n <= K_n`, `sum m_n = k`) and `log prod_n C(K_n, m_n)`, the log
-    number of subsets with those counts."""
+    number of subsets with those counts (docs/theory.md section 6.1, "Closed forms at the specialised state").
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `k`: units kept, `1 <= k <= K`.
+
+    **Returns:**
+
+    `(counts, logmult)`: NumPy arrays of shapes `(P, M)` (integers) and `(P,)`, read-only.
+    """
     k = _check_k(spec, k)
     counts, logmult = _all_counts(spec.group_sizes)
     sel = counts.sum(axis=1) == k
@@ -396,6 +448,19 @@ def count_distribution(
     - `dpp`: k-DPP with kernel `L + jitter I` (`L = Q`, `A` or RBF), `P(m) ∝ prod_n C(K_n,m_n) det(L_S(m))`;
       `jitter = 0` is the limit `jitter -> 0` (exists also where `rank L < k`).
     - `balanced`: the seed paper's idealisation, uniform over the `m` closest to `k K_n / K`.
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `k`: units kept, `1 <= k <= K`.
+    - `method`: `"random"` (default), `"dpp"` or `"balanced"`.
+    - `kernel`: the k-DPP kernel, `"Q"` (default), `"A"` or `"rbf"` (see [`kernel_matrix`][]).
+    - `jitter`: the k-DPP's ridge, `>= 0`.
+    - `beta`: the RBF kernel's inverse width, `> 0`.
+
+    **Returns:**
+
+    `(counts, probs)`: the count vectors of [`count_vectors`][], NumPy `(P, M)`, and their probabilities `(P,)`.
     """
     k = _check_k(spec, k)
     _check_dist(method, kernel, jitter, beta)
@@ -418,81 +483,73 @@ def _summary(spec, k, *, kernel="Q", jitter=0.0, beta=1.0):
     return means[0], best[0], worst[0], ib[0], iw[0]
 
 
-def random_node_error(spec: Specialised, k: int, *, reweight: str = "none") -> Array:
-    """`E[eps_g]` over a uniform size-`k` subset: `sum_m prod_n C(K_n, m_n) / C(K, k) eps(m)`."""
+def random_node_error(spec: Specialised, k: int, *, reweight: str | AbstractReweight = "none") -> Float[Array, ""]:
+    """`E[eps_g]` over a uniform size-`k` subset: `sum_m prod_n C(K_n, m_n) / C(K, k) eps(m)` (docs/theory.md
+    section 6.1, "Closed forms at the specialised state").
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `k`: units kept, `1 <= k <= K`.
+    - `reweight`: the reweighting rule, an [`AbstractReweight`][] or its name `"none"` (default),
+      `"preactivation"`, `"activation"`, `"optimal"` (docs/theory.md section 6.1).
+
+    **Returns:**
+
+    The scalar expected `eps_g`.
+    """
     reweight = _check_reweight(reweight)
     return _summary(spec, k)[0][0, _REWEIGHTS.index(reweight)]
 
 
 def dpp_node_error(
-    spec: Specialised, k: int, *, reweight: str = "none", kernel: str = "Q", jitter=0.0, beta=1.0
-) -> Array:
+    spec: Specialised,
+    k: int,
+    *,
+    reweight: str | AbstractReweight = "none",
+    kernel: str = "Q",
+    jitter: float | Float[ArrayLike, ""] = 0.0,
+    beta: float | Float[ArrayLike, ""] = 1.0,
+) -> Float[Array, ""]:
     """`E[eps_g]` over a k-DPP with kernel `L + jitter I`: `sum_m P(m) eps(m)` with
-    `P(m) ∝ prod_n C(K_n, m_n) prod_n (L_d - L_p)^(m_n - 1) det H(m)`; `jitter = 0` is the `jitter -> 0` limit."""
+    `P(m) ∝ prod_n C(K_n, m_n) prod_n (L_d - L_p)^(m_n - 1) det H(m)`; `jitter = 0` is the `jitter -> 0` limit
+    (docs/theory.md section 6.1).
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `k`: units kept, `1 <= k <= K`.
+    - `reweight`: the reweighting rule, an [`AbstractReweight`][] or its name `"none"` (default),
+      `"preactivation"`, `"activation"`, `"optimal"` (docs/theory.md section 6.1).
+    - `kernel`: `"Q"` (default), `"A"` or `"rbf"` (see [`kernel_matrix`][]).
+    - `jitter`: the ridge `>= 0` of the kernel `L + jitter I`.
+    - `beta`: the RBF kernel's inverse width, `> 0`.
+
+    **Returns:**
+
+    The scalar expected `eps_g` under the k-DPP.
+    """
     reweight = _check_reweight(reweight)
     return _summary(spec, k, kernel=kernel, jitter=jitter, beta=beta)[0][1, _REWEIGHTS.index(reweight)]
 
 
-def balanced_node_error(spec: Specialised, k: int, *, reweight: str = "none") -> Array:
-    """The seed paper's balanced-choice idealisation: `eps(m)` averaged over the `m` closest to `k K_n / K`."""
+def balanced_node_error(spec: Specialised, k: int, *, reweight: str | AbstractReweight = "none") -> Float[Array, ""]:
+    """The seed paper's balanced-choice idealisation: `eps(m)` averaged over the `m` closest to `k K_n / K`
+    (docs/theory.md section 6.3, claim C3).
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `k`: units kept, `1 <= k <= K`.
+    - `reweight`: the reweighting rule, an [`AbstractReweight`][] or its name `"none"` (default),
+      `"preactivation"`, `"activation"`, `"optimal"` (docs/theory.md section 6.1).
+
+    **Returns:**
+
+    The scalar `eps_g` of the balanced counts.
+    """
     reweight = _check_reweight(reweight)
     return _summary(spec, k)[0][3, _REWEIGHTS.index(reweight)]
-
-
-class NodeBounds(NamedTuple):
-    """Best and worst subset of size `k` (their errors and kept counts per group)."""
-
-    best: Array
-    worst: Array
-    best_counts: np.ndarray
-    worst_counts: np.ndarray
-
-
-def node_error_range(spec: Specialised, k: int, *, reweight: str = "none") -> NodeBounds:
-    """`min_S eps(S)` and `max_S eps(S)` over all `C(K, k)` subsets, by enumerating count vectors: every
-    distribution over size-`k` subsets has expected error between them."""
-    reweight = _check_reweight(reweight)
-    _, best, worst, ib, iw = _summary(spec, k)
-    r = _REWEIGHTS.index(reweight)
-    counts, _ = _all_counts(spec.group_sizes)
-    concrete = _is_concrete(best)
-    return NodeBounds(best[r], worst[r], counts[int(ib[r]) if concrete else 0], counts[int(iw[r]) if concrete else 0])
-
-
-def optimal_reweight_bound(spec: Specialised, k: int) -> Array:
-    """`min_S min_v' eps(S, v') = min_m eps(m, optimal)`: no size-`k` node pruning with any reweighting does
-    better."""
-    return node_error_range(spec, k, reweight="optimal").best
-
-
-# --------------------------------------------------------------------------------------------------
-# Importance (magnitude) node pruning
-# --------------------------------------------------------------------------------------------------
-
-
-def importance_counts(spec: Specialised, k: int) -> np.ndarray:
-    """Kept counts of importance pruning (the `k` largest `|v_i| sqrt(Q_ii) = |v*_n| sqrt(T_nn) / K_n`, ties
-    to the lower unit index, as `jaxprune._node.importance_mask`): groups are filled in order of their score."""
-    k = _check_k(spec, k)
-    g = spec.groups()
-    score = np.asarray(jnp.abs(g.u) * jnp.sqrt(g.s))
-    order = np.lexsort((np.arange(spec.M), -score))  # descending score, then lower group (= lower unit) index
-    counts = np.zeros(spec.M, dtype=np.int64)
-    left = k
-    for n in order:
-        counts[n] = min(spec.group_sizes[n], left)
-        left -= counts[n]
-    return counts
-
-
-def importance_node_error(spec: Specialised, k: int, *, reweight: str = "none") -> Array:
-    """`eps(m)` at the counts of [`importance_counts`][] (a point mass; differentiable at fixed ranking)."""
-    return node_error_counts(spec, importance_counts(spec, k), reweight=reweight)
-
-
-# --------------------------------------------------------------------------------------------------
-# The table: closed forms against the general machinery of jaxprune._node / jaxprune._edge
-# --------------------------------------------------------------------------------------------------
 
 
 @eqx.filter_jit
@@ -523,5 +580,3 @@ def _node_summary_jit(spec: Specialised, ks, jitters, kernel: str, beta):
         return means, jnp.min(lo, 1), jnp.max(hi, 1), jnp.argmin(lo, 1), jnp.argmax(hi, 1), dpp0
 
     return errs, jax.vmap(per_k)(ks, jitters)
-
-

@@ -119,7 +119,17 @@ def specialised_edge_moments(p, rho, *, method: str = "random"):
     `random`: `e1 = p`, `pair = p^2 rho`. `magnitude`: `z = Phi^-1(1 - p/2)`, `e1 = p + 2 z phi(z)`, `pair`
     closed form at `rho in {0, +-1}` (`0`, `+-e1`: copies share masks), else a 1-d integral. `dpp`:
     `pi(w) = a w^2 / (1 + a w^2)` with `E[pi] = p`, `e1 = 1 - p/a`, `pair` closed form at `rho in {0, 1}`
-    (`0`; `E[pi^2 w^2]`: copies draw independent masks), else a 1-d integral.
+    (`0`; `E[pi^2 w^2]`: copies draw independent masks), else a 1-d integral. Docs/theory.md section 6.2.
+
+    **Arguments:**
+
+    - `p`: keep fraction in `(0, 1]` (scalar).
+    - `rho`: correlation(s) `rho_ik` of two units, any shape, in `[-1, 1]`.
+    - `method`: static, `"random"` (default), `"magnitude"` or `"dpp"`.
+
+    **Returns:**
+
+    `(e1, pair)`: the scalar `e1` and `pair` of the shape of `rho`.
     """
     p = jnp.asarray(p, dtype=jnp.result_type(float))
     rho = jnp.asarray(rho, dtype=p.dtype)
@@ -148,8 +158,20 @@ def edge_error(
 ) -> Array:
     """`eps_g` after edge pruning with keep fraction `p` (Gaussian-equivalent theory, docs/theory.md 6.2):
     `Q'_ii = c^2 e1 Q_ii`, `Q'_ik = c^2 pair(rho_ik) sqrt(Q_ii Q_kk)`, `R' = c e1 R`, `c = 1` or `1/p`
-    (random: `e1 = p`, `pair = p^2 rho`). `method`, `rescale`: objects or names (the optimal rescale is not
-    in closed form here: use `edge_prune_theory`)."""
+    (random: `e1 = p`, `pair = p^2 rho`; [`specialised_edge_moments`][]).
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `p`: keep fraction in `(0, 1]`, a scalar (`ValueError` otherwise, when concrete).
+    - `method`: an [`AbstractEdgeRule`][] or its name `"random"` (default), `"magnitude"`, `"dpp"`.
+    - `rescale`: an [`AbstractRescale`][] or its name, `"none"` (default) or `"inverse-keep"` (the optimal
+      rescale is not in closed form here: use [`edge_prune_theory`][]).
+
+    **Returns:**
+
+    The scalar noise-free `eps_g` after pruning; differentiable in `p` and the parameters of `spec`.
+    """
     method = pruning_option("edge", method, name="method").name
     rescale = check_choice("rescale", pruning_option("rescale", rescale, name="rescale").name, _RESCALES)
     if is_concrete(p) and not (0.0 < float(p) <= 1.0):

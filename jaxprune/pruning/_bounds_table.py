@@ -20,11 +20,12 @@ from ._bounds import (
     _check_k,
     _node_summary_jit,
     count_vectors,
-    importance_counts,
 )
+from ._bounds_node import importance_counts
 from ._bounds_edge import _EDGE_METHODS, _RESCALES, _edge_summary_jit
 from ._dpp import check_kdpp_kernel
-from ._edge import apply_edge_moments, edge_prune_theory
+from ._edge import apply_edge_moments
+from ._edge_theory import edge_prune_theory
 from ._node import expected_node_error, importance_mask, kernel_matrix, prune_nodes
 
 __all__ = ["bounds_table"]
@@ -74,6 +75,28 @@ def bounds_table(
     The k-DPP's exact value is at `jitter = 0` where `L` has rank `>= k`, else at `jitter`; the closed form is
     given at the same jitter (`dpp`) and in the limit `jitter -> 0` (`dpp-limit`); `balanced` is the seed
     paper's idealisation, compared with the exact k-DPP value.
+
+    **Arguments:**
+
+    - `spec`: the [`Specialised`][] state (see [`specialisation`][]).
+    - `ks`: the budgets `k` (units kept, each in `1..K`); default every `k = 1..K`.
+    - `jitter`: the k-DPP ridge `> 0` used where `rank L < k`.
+    - `kernel`: the node k-DPP kernel, `"Q"` (default), `"A"` or `"rbf"` (see [`kernel_matrix`][]).
+    - `beta`: the RBF kernel's inverse width, `> 0`.
+    - `exact`: `"classes"` (default), `"full"` or `"none"`, as above.
+    - `edge_methods`: edge rules to tabulate, a subset of `("random", "magnitude", "dpp")`.
+    - `rescales`: edge rescalings, a subset of `("none", "inverse-keep")`.
+    - `reweights`: node reweighting rules, a subset of `("none", "preactivation", "activation", "optimal")`.
+
+    **Returns:**
+
+    A JSON-ready dict: the state's parameters (`K`, `M`, `group_sizes`, `v_star`, `rho`, `alignment`,
+    `cross`, `T`, `kernel`, `beta`, `jitter`, `exact_mode`) and `rows`, one per budget, each with `k`, `p`,
+    `dpp_jitter`, `node` (closed form, exact value and their difference per method and reweighting),
+    `bounds` (best and worst subsets), `edge` (per edge method and rescale),
+    `optimal_reweight_lower_bound`, `dpp_limit_balanced_mass` and `dpp_limit_counts`.
+
+    Example: `bounds_table(specialisation(6, 2, 4.0), ks=[2, 3])["rows"][0]["node"]`.
     """
     if exact not in ("full", "classes", "none"):
         raise ValueError(f"exact must be 'classes', 'full' or 'none', got {exact!r}")

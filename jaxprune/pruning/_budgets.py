@@ -35,24 +35,57 @@ def _per_unit(p: Array, K: int) -> Float[Array, " K"]:
 
 
 def node_params(K: int, N: int, k: int) -> int:
-    """Parameters kept by node pruning to `k` of `K` units: `k N + k` (first layer plus second layer)."""
+    """Number of parameters kept by node pruning to `k` of `K` units: `k N + k` (first layer plus second layer;
+    docs/theory.md section 6).
+
+    **Arguments:**
+
+    - `K`: number of student units before pruning.
+    - `N`: input dimension.
+    - `k`: units kept, `1 <= k <= K` (`ValueError` otherwise).
+
+    **Returns:**
+
+    The integer `k N + k`. Example: `node_params(6, 500, 2) == 1002`.
+    """
     k = check_int("k (units kept)", k, 1, K)
     return k * N + k
 
 
 def edge_params(K: int, N: int, p: float) -> float:
-    """Parameters kept by edge pruning with keep fraction `p`: `p K N + K` (all `K` second-layer weights)."""
+    """Number of parameters kept by edge pruning with keep fraction `p`: `p K N + K` (all `K` second-layer
+    weights stay; docs/theory.md section 6).
+
+    **Arguments:**
+
+    - `K`: number of student units.
+    - `N`: input dimension.
+    - `p`: keep fraction of the first-layer weights, in `(0, 1]` (`ValueError` otherwise).
+
+    **Returns:**
+
+    The (not rounded) float `p K N + K`. Example: `edge_params(6, 500, 1/3) == 1006.0`.
+    """
     _check_p(p)
     return float(p) * K * N + K
 
 
 def matched_keep_fraction(K: int, N: int, k: int, *, rule: str = "theory") -> float:
-    """Edge keep fraction matched to node pruning to `k` of `K` units.
+    """The edge keep fraction `p` matched to node pruning to `k` of `K` units (docs/theory.md section 6).
 
-    - `rule="theory"`: `p = k / K` (docs/theory.md 6): equal numbers of first-layer weights, `p K N = k N`.
-    - `rule="seed-paper"`: equal total parameter counts including second layers, `p K N + K = k N + k`:
-      each unit keeps `(k N + k - K) / K` edges, `p = (k N + k - K) / (K N)` (not rounded; the concrete
-      masks keep `round(p N)` per unit).
+    **Arguments:**
+
+    - `K`: number of student units.
+    - `N`: input dimension, `N >= 1`.
+    - `k`: units kept by the node method, `1 <= k <= K`.
+    - `rule`: `"theory"` (default): `p = k / K`, equal numbers of first-layer weights, `p K N = k N`;
+      `"seed-paper"`: equal total parameter counts including second layers, `p K N + K = k N + k`, so
+      `p = (k N + k - K) / (K N)` (not rounded; the concrete masks keep `round(p N)` per unit).
+
+    **Returns:**
+
+    The keep fraction `p` in `(0, 1]`; `ValueError` if no positive `p` matches. Example:
+    `matched_keep_fraction(6, 500, 2) == 1/3`.
     """
     check_choice("rule", rule, ("theory", "seed-paper"))
     if not (1 <= k <= K) or N < 1:

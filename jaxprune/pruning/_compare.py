@@ -2,7 +2,7 @@
 
 Node methods keep `k` of `K` units; edge methods keep a fraction `p` of every unit's incoming weights. At
 equal parameter count (docs/theory.md 6, "theory" rule) `p = k / K`; the seed paper's rule is offered too
-(`jaxprune._edge.matched_keep_fraction`). Every error is the noise-free `eps_g`.
+([`matched_keep_fraction`][]). Every error is the noise-free `eps_g`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Sequence
 
 from .._activations import AbstractActivation, Erf, get_activation
 from .._checks import check_choice, check_float, check_int
-from ._edge import edge_params, edge_prune_theory, matched_keep_fraction, node_params
+from ._edge import edge_params, matched_keep_fraction, node_params
+from ._edge_theory import edge_prune_theory
 from .._error import generalisation_error
 from ._node import expected_node_error
 from .._overlaps import Overlaps
@@ -30,10 +31,15 @@ __all__ = [
     "format_compare_table",
 ]
 
+#: node pruning methods of [`compare_methods`][] (selectors of docs/theory.md 6.1 with a `-node` suffix)
 NODE_METHODS = ("random-node", "importance-node", "dpp-node")
+#: edge pruning methods of [`compare_methods`][] (rules of docs/theory.md 6.2 with an `-edge` suffix)
 EDGE_METHODS = ("random-edge", "magnitude-edge", "dpp-edge")
+#: every method name [`prune_expected`][] and [`compare_methods`][] accept: node methods, then edge methods
 METHODS = NODE_METHODS + EDGE_METHODS
+#: node reweighting rules (docs/theory.md 6.1), the options of node methods in a comparison
 NODE_REWEIGHTS = ("none", "preactivation", "activation", "optimal")
+#: edge rescalings (docs/theory.md 6.2), the options of edge methods in a comparison
 EDGE_RESCALES = ("none", "inverse-keep", "optimal")
 
 
@@ -86,7 +92,7 @@ def _budget(name: str, K: int, keep, k, p) -> tuple[int | None, float | None]:
 def prune_expected(
     state: Overlaps,
     method: str | AbstractNodeSelector | AbstractEdgeRule,
-    keep: float | None = None,
+    keep: int | float | None = None,
     *,
     k: int | None = None,
     p: float | None = None,
@@ -111,6 +117,28 @@ def prune_expected(
     Node methods use [`expected_node_error`][] (exact enumeration, or Monte Carlo with a standard error);
     edge methods the Gaussian-equivalent map [`edge_prune_theory`][] (deterministic in the large-N limit).
     `params_kept` counts `k N + k` (node) or `p K N + K` (edge) for input dimension `N`.
+
+    **Arguments:**
+
+    - `state`: the student's [`Overlaps`][] (concrete).
+    - `method`: the method, an object or a name of `METHODS`, as above.
+    - `keep`: the older budget argument, as above (give exactly one of `keep`, `k`, `p`).
+    - `k`: units kept, `1 <= k <= K`.
+    - `p`: keep fraction in `(0, 1]`.
+    - `reweight`: node reweighting rule (object or name; node methods only).
+    - `rescale`: edge rescaling (object or name; edge methods only).
+    - `kernel`, `beta`, `jitter`: the node k-DPP kernel (see [`kernel_matrix`][]).
+    - `samples`, `key`: Monte Carlo sample count and PRNG key, as in [`expected_node_error`][].
+    - `N`: input dimension for the parameter count.
+    - `activation`: an [`AbstractActivation`][] or its name (`Erf()` by default).
+
+    **Returns:**
+
+    A dict row `{method, option, k, p, params_kept, mean, std, stderr, min, max, exact, status}`: `option`
+    is the reweighting or rescaling name, `mean` the expected `eps_g` (`std`, `min`, `max` over subsets;
+    `stderr` of Monte Carlo), `status` an int [`Status`][] code.
+
+    Example: `prune_expected(state, "dpp-node", k=3, reweight="activation")["mean"]`.
     """
     name = _method_name(method)
     activation = get_activation(activation)
@@ -149,11 +177,26 @@ def compare_methods(
     match: str = "theory",
     activation: AbstractActivation | str = Erf(),
 ) -> list[dict]:
-    """Rows `{method, option, k, p, params_kept, mean, std, ...}` for every method, option and budget.
+    """Every method, option and budget side by side (docs/theory.md section 6): one [`prune_expected`][] row each.
 
-    `budgets`: kept unit counts `k` (default `1..K-1`); edge methods are evaluated at the matched keep
-    fraction (`match="theory"`: `p = k/K`; `"seed-paper"`: `p = (kN + k - K)/(KN)`). The unpruned error is a
-    row with method `"none"`.
+    Edge methods are evaluated at the keep fraction matched to each budget ([`matched_keep_fraction`][]).
+
+    **Arguments:**
+
+    - `state`: the student's [`Overlaps`][] (concrete).
+    - `budgets`: kept unit counts `k` in `1..K` (default `1..K-1`).
+    - `methods`: method names, a subset of `METHODS` (default all).
+    - `reweights`: node reweighting rules to try (default `NODE_REWEIGHTS`).
+    - `rescales`: edge rescalings to try (default `EDGE_RESCALES`).
+    - `kernel`, `jitter`: the node k-DPP kernel and its ridge (see [`kernel_matrix`][]).
+    - `N`: input dimension for the parameter counts and the seed-paper match.
+    - `match`: `"theory"` (`p = k/K`, default) or `"seed-paper"` (`p = (kN + k - K)/(KN)`).
+    - `activation`: an [`AbstractActivation`][] or its name (`Erf()` by default).
+
+    **Returns:**
+
+    A list of dict rows as returned by [`prune_expected`][], each with an extra `budget_k`, preceded by the
+    unpruned error as a row with method `"none"`.
     """
     activation = get_activation(activation)
     K = state.K
@@ -183,7 +226,16 @@ def compare_methods(
 
 
 def best_by_method(rows: Sequence[dict]) -> dict[tuple[str, int], dict]:
-    """For each `(method, budget_k)`, the row with the lowest mean over its options (reweight/rescale)."""
+    """For each `(method, budget_k)`, the row with the lowest mean over its options (reweight/rescale).
+
+    **Arguments:**
+
+    - `rows`: rows of [`compare_methods`][] (the `"none"` row is skipped).
+
+    **Returns:**
+
+    A dict from `(method, budget_k)` to the best row.
+    """
     best: dict[tuple[str, int], dict] = {}
     for r in rows:
         if r["method"] == "none":
@@ -195,7 +247,17 @@ def best_by_method(rows: Sequence[dict]) -> dict[tuple[str, int], dict]:
 
 
 def format_compare_table(rows: Sequence[dict], *, digits: int = 4) -> str:
-    """A markdown table: one row per method/option, one column per budget `k` (mean +- std over subsets)."""
+    """A markdown table: one row per method/option, one column per budget `k` (mean +- std over subsets).
+
+    **Arguments:**
+
+    - `rows`: rows of [`compare_methods`][].
+    - `digits`: significant digits of the means.
+
+    **Returns:**
+
+    The table as one string, followed by the unpruned `eps_g` when a `"none"` row is present.
+    """
     budgets = sorted({r["budget_k"] for r in rows if "budget_k" in r})
     lines = ["| method | option | " + " | ".join(f"k={k}" for k in budgets) + " |",
              "|---|---|" + "---|" * len(budgets)]

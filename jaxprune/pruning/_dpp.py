@@ -74,8 +74,8 @@ def check_kdpp_kernel(L: ArrayLike, k: int, *, jitter: float = 0.0) -> None:
 
     **Arguments:**
 
-    - `L`: the `K x K` kernel.
-    - `k`: the subset size.
+    - `L`: the kernel `Float[K, K]` (any array-like; its shape and values are what is checked).
+    - `k`: the subset size, a Python integer, `1 <= k <= K`.
     - `jitter`: a nonnegative ridge; the kernel actually used is `L + jitter I`.
 
     **Returns:**

@@ -43,7 +43,7 @@ _SAMPLE_CHUNK_MAX = 1024
 
 
 def _select_eigenvectors(
-    u: Float[Array, " K"], log_lam: Float[Array, " K"], table: Float[Array, "K+1 cap+1"], k, cap: int
+    u: Float[Array, " K"], log_lam: Float[Array, " K"], table: Float[Array, "K+1 _"], k, cap: int
 ) -> Int[Array, " cap"]:
     """Phase 1 of Kulesza & Taskar Alg. 8: the eigenvector subset `J`, `P(J) = prod(lambda_J) / e_k`.
 
@@ -208,10 +208,19 @@ def sample_kdpp(
     [`check_kdpp_kernel`][]); otherwise the output is meaningless. Not differentiable (the kernel enters
     through `stop_gradient`). For a traced size use [`sample_kdpp_mask`][].
 
-    **Arguments:** `key` (a PRNG key); `eig_or_L` (a [`KDPPEigen`][], reuse it across calls, or the `K x K`
-    kernel `L`); `k` (static subset size, `1 <= k <= K`).
+    **Arguments:**
 
-    **Returns:** the `k` sampled indices, sorted ascending.
+    - `key`: a PRNG key.
+    - `eig_or_L`: a [`KDPPEigen`][] (reuse it across calls) or the kernel `L`, `Float[K, K]` (a `ValueError`
+      naming `L` for another shape).
+    - `k`: static subset size, a Python integer, `1 <= k <= K`.
+
+    **Returns:**
+
+    The `k` sampled indices `Int[k]`, sorted ascending.
+
+    Example: `jax.vmap(sample_kdpp, in_axes=(0, None, None))(jax.random.split(key, 1000), kdpp_eigen(L), 3)`
+    draws 1000 subsets of size 3.
     """
     eig = _as_eigen(eig_or_L)
     k = _check_size(k, eig.size)
@@ -236,9 +245,16 @@ def sample_kdpp_mask(
     keys); a batch of kernels and sizes: `jax.vmap(sample_kdpp_mask, in_axes=(0, 0, 0))(keys, eigs, ks)` with
     `eigs = kdpp_eigen(Ls)` (a batch of kernels is decomposed one by one, see [`kdpp_eigen`][]).
 
-    **Arguments:** `key`; `eig_or_L`; `k` (size); `k_max` (static bound on a traced `k`, `1 <= k_max <= K`).
+    **Arguments:**
 
-    **Returns:** the boolean mask of the sampled subset.
+    - `key`: a PRNG key.
+    - `eig_or_L`: a [`KDPPEigen`][] or the kernel `L`, `Float[K, K]`.
+    - `k`: the subset size: a Python int (static) or an integer scalar array (may be traced), `0 <= k <= k_max`.
+    - `k_max`: static bound on a traced `k`, `1 <= k_max <= K` (default `K`).
+
+    **Returns:**
+
+    The boolean mask `Bool[K]` of the sampled subset (`k` entries `True`).
     """
     K = (eig_or_L.eigenvalues if isinstance(eig_or_L, KDPPEigen) else jnp.asarray(eig_or_L)).shape[-1]
     if isinstance(k, int) and not isinstance(k, bool) and k_max is None:
@@ -263,9 +279,15 @@ def _mask_jit(key, eig_or_L, k, cap: int, traced: bool) -> Bool[Array, " K"]:
 def sample_uniform_subset(key: PRNGKeyArray, K: int, k: int) -> Int[Array, " k"]:
     """A subset of size `k` of `{0..K-1}` drawn uniformly among the `C(K, k)`: sorted indices.
 
-    **Arguments:** `key` (a PRNG key); `K` (static ground-set size); `k` (static subset size, `0 <= k <= K`).
+    **Arguments:**
 
-    **Returns:** the `k` indices (those of the `k` largest of `K` iid uniforms), sorted ascending.
+    - `key`: a PRNG key.
+    - `K`: static ground-set size.
+    - `k`: static subset size, `0 <= k <= K`.
+
+    **Returns:**
+
+    The `k` indices `Int[k]` (those of the `k` largest of `K` iid uniforms), sorted ascending.
     """
     K = _static_int(K, "K")
     k = _check_size(k, K, low=0)
@@ -277,8 +299,15 @@ def sample_uniform_subset_mask(key: PRNGKeyArray, K: int, k: Int[ArrayLike, ""])
     """The subset of [`sample_uniform_subset`][] (the `k` largest of `K` iid uniforms, same key) as a boolean
     mask of length `K`; `k` may be traced, so one compilation serves every subset size.
 
-    **Arguments:** `key` (a PRNG key); `K` (static ground-set size); `k` (subset size, `0 <= k <= K`, checked
-    when concrete).
+    **Arguments:**
+
+    - `key`: a PRNG key.
+    - `K`: static ground-set size.
+    - `k`: subset size, an integer scalar (may be traced), `0 <= k <= K` (checked when concrete).
+
+    **Returns:**
+
+    The boolean mask `Bool[K]` with `k` entries `True`.
     """
     K = _static_int(K, "K")
     if not isinstance(k, jax.core.Tracer):

@@ -29,13 +29,10 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float
 
-from .._activations import AbstractActivation, Erf, get_activation
-from .._error import generalisation_error
 from .._overlaps import Overlaps
-from .._status import Status
-from ._budgets import _check_p, _per_unit
+from ._budgets import _per_unit
 from ._budgets import edge_params as edge_params
 from ._budgets import matched_keep_fraction as matched_keep_fraction
 from ._budgets import node_params as node_params
@@ -46,12 +43,9 @@ from ._edge_masks import edge_dpp_kernels as edge_dpp_kernels
 from ._edge_masks import magnitude_edge_mask as magnitude_edge_mask
 from ._edge_masks import random_edge_mask as random_edge_mask
 from ._edge_masks import reweight_edges as reweight_edges
-from ._linalg import solve_small
-from ._options import AbstractEdgeRule, AbstractRescale, pruning_option
 
 __all__ = [
     "EdgeMoments",
-    "EdgePruningResult",
     "apply_edge_mask",
     "apply_edge_moments",
     "dpp_edge_mask",
@@ -61,14 +55,11 @@ __all__ = [
     "edge_dpp_kernels",
     "edge_moments",
     "edge_params",
-    "edge_prune_theory",
-    "edge_rescale",
     "magnitude_edge_mask",
     "magnitude_moments",
     "magnitude_threshold",
     "matched_keep_fraction",
     "node_params",
-    "optimal_edge_rescale",
     "random_edge_mask",
     "random_moments",
     "reweight_edges",
@@ -88,9 +79,14 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 class EdgeMoments(eqx.Module):
     """Moments of an edge rule before rescaling (docs/theory.md 6.2), in the units of the overlaps.
 
-    **Fields:** `keep: Float[K]` the keep fraction `E[m_i]`; `Q: Float[K, K]` with
-    `Q_ii = E[m_i w_i^2]` and `Q_ik = E[m_i m_k w_i w_k]` (`i != k`); `R: Float[K, M]`,
-    `R_in = E[m_i w_i w*_n]`.
+    **Fields:**
+
+    - `keep`: `Float[K]`, the keep fraction `E[m_i]` of each unit.
+    - `Q`: `Float[K, K]`, `Q_ii = E[m_i w_i^2]` and `Q_ik = E[m_i m_k w_i w_k]` (`i != k`).
+    - `R`: `Float[K, M]`, `R_in = E[m_i w_i w*_n]`.
+
+    Produced by [`edge_moments`][], [`random_moments`][], [`magnitude_moments`][] and [`dpp_moments`][];
+    [`apply_edge_moments`][] turns them into pruned overlaps.
     """
 
     keep: Float[Array, " K"]
@@ -101,9 +97,18 @@ class EdgeMoments(eqx.Module):
 def apply_edge_moments(
     state: Overlaps, moments: EdgeMoments, c: Float[ArrayLike, "..."] | None = None
 ) -> Overlaps:
-    """Rescaled pruned overlaps `Q'_ik = c_i c_k E[m_i m_k w_i w_k]`, `R'_in = c_i E[m_i w_i w*_n]`.
+    """Rescaled pruned overlaps `Q'_ik = c_i c_k E[m_i m_k w_i w_k]`, `R'_in = c_i E[m_i w_i w*_n]`
+    (docs/theory.md section 6.2).
 
-    `c` is a scalar or a per-unit vector (default 1); `T`, `v`, `v*` are unchanged.
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] before pruning (its `T`, `v`, `v*` are kept).
+    - `moments`: the [`EdgeMoments`][] of the edge rule.
+    - `c`: the rescale, a scalar or one per unit (`Float[K]`); `None` (default) means `c = 1`.
+
+    **Returns:**
+
+    The pruned [`Overlaps`][]: `Q'`, `R'` as above; `T`, `v`, `v*` unchanged.
     """
     K = state.K
     c = jnp.ones((K,), moments.Q.dtype) if c is None else jnp.broadcast_to(jnp.asarray(c), (K,))
@@ -171,7 +176,12 @@ def edge_moments(
     - `params`: a pytree whose leaves have a leading axis `K` (per-unit parameters `theta_i`).
     - `nodes`: static number of Gauss-Hermite nodes per dimension.
 
-    **Returns:** [`EdgeMoments`][].
+    **Returns:**
+
+    The [`EdgeMoments`][] of the rule.
+
+    Example: `edge_moments(state, lambda z, p: p + 0 * z, jnp.full((K,), 0.5))` reproduces
+    `random_moments(state, 0.5)`.
     """
     K = state.K
     dtype = state.Q.dtype
@@ -200,7 +210,18 @@ def edge_moments(
 
 @eqx.filter_jit
 def random_moments(state: Overlaps, p: Float[ArrayLike, "..."]) -> EdgeMoments:
-    """Random pruning: `E[m_i w_i^2] = p_i Q_ii`, `E[m_i m_k w_i w_k] = p_i p_k Q_ik`, `R' = p_i R`."""
+    """Moments of random edge pruning (docs/theory.md section 6.2, "random(p)"): each weight kept independently
+    with probability `p_i`, so `E[m_i w_i^2] = p_i Q_ii`, `E[m_i m_k w_i w_k] = p_i p_k Q_ik`, `R' = p_i R`.
+
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] before pruning.
+    - `p`: keep fraction in `(0, 1]`, a scalar or one per unit (`Float[K]`).
+
+    **Returns:**
+
+    The [`EdgeMoments`][] of the rule.
+    """
     K = state.K
     p = _per_unit(jnp.asarray(p, state.Q.dtype), K)
     Qm = jnp.where(jnp.eye(K, dtype=bool), p[:, None] * state.Q, p[:, None] * state.Q * p[None, :])
@@ -211,7 +232,17 @@ def random_moments(state: Overlaps, p: Float[ArrayLike, "..."]) -> EdgeMoments:
 
 
 def magnitude_threshold(p: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
-    """Standardised threshold `t = Phi^{-1}(1 - p/2)`, so that `P(|z| > t) = p` for `z ~ N(0, 1)`."""
+    """Standardised magnitude threshold `t = Phi^{-1}(1 - p/2)`, so that `P(|z| > t) = p` for `z ~ N(0, 1)`
+    (docs/theory.md section 6.2, "magnitude(p)").
+
+    **Arguments:**
+
+    - `p`: keep fraction in `(0, 1]`, any shape (`p = 1` gives `t = 0`: every weight kept).
+
+    **Returns:**
+
+    The threshold `t`, of the shape of `p`. Example: `magnitude_threshold(0.3173)` is about `1.0`.
+    """
     return jsp.ndtri(1.0 - 0.5 * jnp.asarray(p))
 
 
@@ -246,7 +277,16 @@ def magnitude_moments(state: Overlaps, p: Float[ArrayLike, "..."]) -> EdgeMoment
 
     `E[m_i z_i^2] = 2 t phi(t) + p`; `E[m_i m_k z_i z_k] = 2 [G(t_i, t_k, rho) - G(t_i, t_k, -rho)]` with
     `G(a, b, rho) = E[X Y 1{X > a, Y > b}]` (Rosenbaum 1961; the orthant probability by Owen's `T`).
-    `p_i = 1` keeps everything exactly.
+    `p_i = 1` keeps everything exactly. Docs/theory.md section 6.2, "magnitude(p)".
+
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] before pruning.
+    - `p`: keep fraction in `(0, 1]`, a scalar or one per unit (`Float[K]`).
+
+    **Returns:**
+
+    The [`EdgeMoments`][] of the rule.
     """
     K = state.K
     dtype = state.Q.dtype
@@ -292,7 +332,18 @@ def _dpp_fraction(x: Array) -> Array:
 
 
 def dpp_keep_prob(z: Float[ArrayLike, "..."], mu: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
-    """Large-N inclusion probability of the diagonal-kernel k-DPP: `pi(z) = mu z^2 / (1 + mu z^2)`."""
+    """Large-N inclusion probability of the diagonal-kernel k-DPP: `pi(z) = mu z^2 / (1 + mu z^2)`
+    (docs/theory.md section 6.2, "dpp(p)").
+
+    **Arguments:**
+
+    - `z`: standardised weights `w_ij / sqrt(Q_ii)`, any shape.
+    - `mu`: the scale `mu >= 0` of [`dpp_mu`][], broadcasting against `z`.
+
+    **Returns:**
+
+    The keep probability `pi(z)` in `[0, 1)`, of the broadcast shape of `z` and `mu`.
+    """
     z2 = jnp.square(z)
     return mu * z2 / (1.0 + mu * z2)
 
@@ -322,6 +373,15 @@ def dpp_mu(p: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
     """`mu` with `E_{z~N(0,1)}[mu z^2/(1 + mu z^2)] = p`, i.e. `1 - sqrt(pi/(2 mu)) erfcx(1/sqrt(2 mu)) = p`.
 
     `mu = inf` for `p = 1`. Gradients with respect to `p` by the implicit function theorem.
+    Docs/theory.md section 6.2, "dpp(p)".
+
+    **Arguments:**
+
+    - `p`: keep fraction in `(0, 1]`, any shape.
+
+    **Returns:**
+
+    The scale `mu > 0` of [`dpp_keep_prob`][], of the shape of `p`.
     """
     x = _solve_x(jnp.asarray(p))
     return 0.5 / jnp.square(x)
@@ -360,6 +420,16 @@ def dpp_moments(state: Overlaps, p: Float[ArrayLike, "..."], *, nodes: int = 128
     `E[pi_i z^2] = 1 - p_i/mu_i`, and
     `E[pi_i pi_k z_i z_k] = rho (1 - p_i/mu_i - p_k/mu_k + J_ik)` with `J_ik` a one-dimensional
     Gauss-Legendre integral (see `_dpp_pair_integral`); accurate to ~1e-12 for every `p in (0, 1]`.
+
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] before pruning.
+    - `p`: keep fraction in `(0, 1]`, a scalar or one per unit (`Float[K]`).
+    - `nodes`: static number of Gauss-Legendre nodes of the pair integral.
+
+    **Returns:**
+
+    The [`EdgeMoments`][] of the rule.
     """
     K = state.K
     dtype = state.Q.dtype
@@ -373,168 +443,3 @@ def dpp_moments(state: Overlaps, p: Float[ArrayLike, "..."], *, nodes: int = 128
     J = 0.5 * (J + J.T)
     off = rho * (1.0 - hz2[:, None] - hz2[None, :] + J)
     return _moments_from_standardised(state, p, diag, off)
-
-
-# --------------------------------------------------------------------------------------------------
-# Rescaling and the entry point
-# --------------------------------------------------------------------------------------------------
-
-
-def _rescaled_error(state: Overlaps, moments: EdgeMoments, activation: AbstractActivation):
-    """`c -> eps_g(apply_edge_moments(state, moments, c)) = 1/2 u^T I2 u` written with broadcasting
-    (no vmapped blocks), a small graph for the Newton iteration; equal to `generalisation_error`."""
-    qd_m, td = jnp.diagonal(moments.Q), jnp.diagonal(state.T)
-    a_tt = activation.i2(td[:, None], td[None, :], state.T)
-    teacher = jnp.einsum("n,nm,m->", state.v_star, a_tt, state.v_star)
-
-    def f(c):
-        qd = c * c * qd_m
-        a_ss = activation.i2(qd[:, None], qd[None, :], c[:, None] * moments.Q * c[None, :])
-        a_st = activation.i2(qd[:, None], td[None, :], c[:, None] * moments.R)
-        return 0.5 * (
-            jnp.einsum("i,ik,k->", state.v, a_ss, state.v)
-            - 2.0 * jnp.einsum("i,in,n->", state.v, a_st, state.v_star)
-            + teacher
-        )
-
-    return f
-
-
-@eqx.filter_jit
-def optimal_edge_rescale(
-    state: Overlaps,
-    moments: EdgeMoments,
-    activation: AbstractActivation = Erf(),
-    *,
-    c0: Float[ArrayLike, " K"] | None = None,
-    steps: int = 60,
-    gtol: float = 1e-9,
-) -> tuple[Float[Array, " K"], Int[Array, ""]]:
-    """Per-unit `c` minimising `eps_g(apply_edge_moments(state, moments, c))` (Levenberg-Marquardt Newton).
-
-    Starts from `c0` (default: the better of `1` and `1 / keep`), accepts only steps that lower `eps_g`,
-    so the result is never worse than the start. Returns `(c, status)`: `NOT_CONVERGED` if the gradient
-    norm stays above `gtol`. The returned `c` carries no gradient (by the envelope theorem the gradient
-    of the optimal error is the partial one at fixed optimal `c`).
-    """
-    state = jax.lax.stop_gradient(state)
-    moments = jax.lax.stop_gradient(moments)
-    K = state.K
-    dtype = moments.Q.dtype
-
-    f = _rescaled_error(state, moments, activation)
-
-    if c0 is None:
-        ones = jnp.ones((K,), dtype)
-        inv = 1.0 / moments.keep
-        c0 = jnp.where(f(inv) < f(ones), inv, ones)
-    c0 = jnp.broadcast_to(jnp.asarray(c0, dtype), (K,))
-    grad, hess = jax.grad(f), jax.hessian(f)
-    eye = jnp.eye(K, dtype=dtype)
-
-    def body(carry, _):
-        c, fc, lam = carry
-        g, H = grad(c), hess(c)
-        scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(H))), 1e-12)
-        step = solve_small(H + lam * scale * eye, -g)
-        cn = c + step
-        fn = f(cn)
-        ok = jnp.isfinite(fn) & jnp.all(jnp.isfinite(step)) & (fn <= fc)
-        return (
-            jnp.where(ok, cn, c),
-            jnp.where(ok, fn, fc),
-            jnp.where(ok, jnp.maximum(lam * 0.2, 1e-12), lam * 10.0),
-        ), None
-
-    (c, fc, _), _ = jax.lax.scan(body, (c0, f(c0), jnp.asarray(1e-3, dtype)), None, length=steps)
-    gnorm = jnp.max(jnp.abs(grad(c)))
-    status = jnp.where(gnorm <= gtol, Status.SUCCESS, Status.NOT_CONVERGED).astype(jnp.int32)
-    return c, status
-
-
-def edge_rescale(
-    state: Overlaps, moments: EdgeMoments, p: Float[Array, " K"], rescale: str | AbstractRescale, activation=Erf()
-) -> tuple[Float[Array, " K"], Int[Array, ""]]:
-    """Per-unit rescale `c` of the kept weights: `none` (1), `inverse-keep` (`1/p`) or `optimal`
-    ([`optimal_edge_rescale`][]), with a [`Status`][] code (SUCCESS unless the optimal solve did not converge)."""
-    rescale = pruning_option("rescale", rescale, name="rescale").name
-    if rescale == "none":
-        return jnp.ones((state.K,), state.Q.dtype), jnp.asarray(Status.SUCCESS, jnp.int32)
-    if rescale == "inverse-keep":
-        return 1.0 / p, jnp.asarray(Status.SUCCESS, jnp.int32)
-    return optimal_edge_rescale(state, moments, activation)
-
-
-class EdgePruningResult(eqx.Module):
-    """Outcome of [`edge_prune_theory`][].
-
-    **Fields:** `state` (pruned, rescaled overlaps), `eps_g` (noise-free generalisation error of `state`),
-    `c` (per-unit rescale), `status` (a [`Status`][] code), `moments` (the unrescaled [`EdgeMoments`][]),
-    `keep` (per-unit keep fraction).
-    """
-
-    state: Overlaps
-    eps_g: Float[Array, ""]
-    c: Float[Array, " K"]
-    status: Int[Array, ""]
-    moments: EdgeMoments
-    keep: Float[Array, " K"]
-
-
-@eqx.filter_jit
-def _edge_moments(state, p, method):
-    if method == "random":
-        return random_moments(state, p)
-    if method == "magnitude":
-        return magnitude_moments(state, p)
-    return dpp_moments(state, p)
-
-
-@eqx.filter_jit
-def _edge_apply(state, moments, p, rescale, activation):
-    c, status = edge_rescale(state, moments, p, rescale, activation)
-    new = apply_edge_moments(state, moments, c)
-    eps = generalisation_error(new, activation)
-    bad = ~(jnp.isfinite(eps) & jnp.all(jnp.isfinite(new.Q)) & jnp.all(jnp.isfinite(new.R)))
-    status = jnp.where(bad, jnp.int32(Status.DIVERGED), status)
-    return EdgePruningResult(state=new, eps_g=eps, c=c, status=status, moments=moments, keep=moments.keep)
-
-
-def _edge_prune_theory(state, p, method, rescale, activation):
-    # two compiled pieces: the moments per method, and the rescale (the costly optimal one is compiled once
-    # and shared by every method, instead of once per (method, rescale) pair)
-    p = _per_unit(p, state.K)
-    return _edge_apply(state, _edge_moments(state, p, method), p, rescale, activation)
-
-
-def edge_prune_theory(
-    state: Overlaps,
-    p: Float[ArrayLike, "..."],
-    *,
-    method: str | AbstractEdgeRule = "random",
-    rescale: str | AbstractRescale = "none",
-    activation: AbstractActivation | str = Erf(),
-) -> EdgePruningResult:
-    """Edge pruning as a map on order parameters (docs/theory.md 6.2), with an optional per-unit rescale.
-
-    `w'_i = c_i (m_i * w_i)`; `Q'_ik = c_i c_k E[m_i m_k w_i w_k]`, `R'_in = c_i E[m_i w_i w*_n]`.
-
-    **Arguments:**
-
-    - `state`: overlaps before pruning.
-    - `p`: keep fraction in `(0, 1]`, scalar or per unit (`ValueError` otherwise; not checked when traced).
-    - `method`: an edge rule or its name: [`RandomEdges`][] `"random"` (Bernoulli(p)), [`MagnitudeEdges`][]
-      `"magnitude"` (`|w_ij| > t_i`, `P(|w_i| > t_i) = p`) or [`DPPEdges`][] `"dpp"` (large-N diagonal-kernel
-      k-DPP, `pi_i(w) = mu_i w^2 / (1 + mu_i w^2)`).
-    - `rescale`: a rescaling or its name: [`NoRescale`][] `"none"` (`c = 1`), [`InverseKeepRescale`][]
-      `"inverse-keep"` (`c = 1/p`) or [`OptimalRescale`][] `"optimal"` (per-unit `c` minimising `eps_g`; never
-      worse than the other two).
-    - `activation`: [`Erf`][] (default), [`Linear`][] or their names.
-
-    **Returns:** [`EdgePruningResult`][]. Differentiable in `p` and in `state`.
-    """
-    method = pruning_option("edge", method, name="method").name
-    rescale = pruning_option("rescale", rescale, name="rescale").name
-    activation = get_activation(activation)
-    p = _check_p(p, state.K).astype(state.Q.dtype)
-    return _edge_prune_theory(state, p, method, rescale, activation)

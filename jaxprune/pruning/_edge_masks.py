@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,10 +52,29 @@ def _rank_mask(scores: Float[Array, "K N"], k: Int[Array, " K"]) -> Bool[Array, 
 
 
 def random_edge_mask(
-    key: PRNGKeyArray, w: Float[ArrayLike, "K N"], p: Float[ArrayLike, "..."], *, exact: bool = True
+    key: PRNGKeyArray,
+    w: Float[ArrayLike, "K N"],
+    p: float | Sequence[float] | Float[ArrayLike, "..."],
+    *,
+    exact: bool = True,
 ) -> Bool[Array, "K N"]:
-    """Random edge mask: exactly `k_i = round(p_i N)` uniformly chosen edges per unit (`exact=True`, the
-    seed paper's choice), or independent Bernoulli(`p_i`) per weight (`exact=False`)."""
+    """Random edge mask (docs/theory.md section 6.2, "random(p)"): exactly `k_i = round(p_i N)` uniformly chosen
+    edges per unit (`exact=True`, the seed paper's choice), or independent Bernoulli(`p_i`) per weight
+    (`exact=False`).
+
+    **Arguments:**
+
+    - `key`: a PRNG key.
+    - `w`: the first-layer weights, `Float[K, N]` (only the shape and dtype are used).
+    - `p`: keep fraction in `(0, 1]`, a scalar or one per unit (`Float[K]`); `ValueError` otherwise.
+    - `exact`: `True` for exactly `round(p_i N)` kept edges per unit, `False` for independent coin flips.
+
+    **Returns:**
+
+    A boolean mask `Bool[K, N]`, `True` for kept weights.
+
+    Example: `random_edge_mask(jax.random.key(0), w, 0.5)` keeps `round(N / 2)` weights of every row of `w`.
+    """
     w = _as_weights(w)
     K, N = w.shape
     u = jax.random.uniform(key, (K, N), w.dtype)
@@ -64,8 +84,21 @@ def random_edge_mask(
     return u < p[:, None]
 
 
-def magnitude_edge_mask(w: Float[ArrayLike, "K N"], p: Float[ArrayLike, "..."]) -> Bool[Array, "K N"]:
-    """Per-unit top-k by `|w_ij|`: exactly `k_i = round(p_i N)` edges of largest magnitude kept."""
+def magnitude_edge_mask(
+    w: Float[ArrayLike, "K N"], p: float | Sequence[float] | Float[ArrayLike, "..."]
+) -> Bool[Array, "K N"]:
+    """Magnitude edge mask (docs/theory.md section 6.2, "magnitude(p)"): per unit, the `k_i = round(p_i N)`
+    weights of largest `|w_ij|` (ties broken by the lower index, [`top_k_mask`][]).
+
+    **Arguments:**
+
+    - `w`: the first-layer weights, `Float[K, N]`.
+    - `p`: keep fraction in `(0, 1]`, a scalar or one per unit (`Float[K]`); `ValueError` otherwise.
+
+    **Returns:**
+
+    A boolean mask `Bool[K, N]` with exactly `round(p_i N)` entries `True` in row `i`.
+    """
     w = _as_weights(w)
     K, N = w.shape
     return _rank_mask(jnp.abs(w), jnp.asarray(_keep_counts(p, K, N)))
@@ -74,7 +107,18 @@ def magnitude_edge_mask(w: Float[ArrayLike, "K N"], p: Float[ArrayLike, "..."]) 
 def apply_edge_mask(
     w: Float[ArrayLike, "K N"], mask: Bool[ArrayLike, "K N"], c: Float[ArrayLike, "..."] | None = None
 ) -> Float[Array, "K N"]:
-    """`w'_i = c_i (m_i * w_i)` (`c` scalar or per unit, default 1)."""
+    """Apply an edge mask and an optional per-unit rescale: `w'_i = c_i (m_i * w_i)` (docs/theory.md section 6.2).
+
+    **Arguments:**
+
+    - `w`: the first-layer weights, `Float[K, N]`.
+    - `mask`: boolean `Bool[K, N]` of the shape of `w`, `True` for kept weights (`ValueError` otherwise).
+    - `c`: the rescale, a scalar or one per unit (`Float[K]`); `None` (default) means `c = 1`.
+
+    **Returns:**
+
+    The pruned weights `Float[K, N]`: zero where `mask` is `False`, `c_i w_ij` elsewhere.
+    """
     w = _as_weights(w)
     mask = jnp.asarray(mask)
     if mask.shape != w.shape:
@@ -87,8 +131,18 @@ def apply_edge_mask(
 
 
 def edge_dpp_kernels(w: Float[ArrayLike, "K N"], x: Float[ArrayLike, "P N"]) -> Float[Array, "K N N"]:
-    """The seed paper's edge kernels `L^(i)_jl = (1/P) sum_mu (x_mu,j w_ij)(x_mu,l w_il)`
-    `= w_ij G_jl w_il`, `G = X^T X / P`."""
+    """The seed paper's data kernels of edge k-DPPs, one per unit (docs/theory.md section 6.2, "dpp(p)"):
+    `L^(i)_jl = (1/P) sum_mu (x_mu,j w_ij)(x_mu,l w_il) = w_ij G_jl w_il`, `G = X^T X / P`.
+
+    **Arguments:**
+
+    - `w`: the first-layer weights, `Float[K, N]`.
+    - `x`: the input data, `Float[P, N]` (`P` samples of dimension `N`; `ValueError` for another `N`).
+
+    **Returns:**
+
+    The kernels `Float[K, N, N]`, each symmetric positive semidefinite of rank at most `min(P, N)`.
+    """
     w = _as_weights(w)
     x = jnp.asarray(x, w.dtype)
     if x.ndim != 2 or x.shape[1] != w.shape[1]:
@@ -152,22 +206,34 @@ def _conditional_bernoulli(key, pi, k, *, batch: int = 16, max_iter: int = 20000
 def dpp_edge_mask(
     key: PRNGKeyArray,
     w: Float[ArrayLike, "K N"],
-    p: Float[ArrayLike, "..."],
+    p: float | Sequence[float] | Float[ArrayLike, "..."],
     *,
     x: Float[ArrayLike, "P N"] | None = None,
     kernel: str | None = None,
     jitter: float = 0.0,
     num_samples: int | None = None,
 ) -> Bool[Array, "... K N"]:
-    """Per-unit k-DPP over each unit's `N` incoming edges, `k_i = round(p_i N)` (the seed paper's edge DPP).
+    """Per-unit k-DPP over each unit's `N` incoming edges, `k_i = round(p_i N)` (the seed paper's edge DPP;
+    docs/theory.md section 6.2, "dpp(p)").
 
-    - `kernel="data"` (default when `x` is given): `L^(i) = diag(w_i) (X^T X / P) diag(w_i)` (+ `jitter I`),
-      eigendecomposed once per unit and sampled exactly (Kulesza & Taskar Alg. 8) via `jaxprune._dpp`.
-    - `kernel="diagonal"` (default without `x`): `L^(i) = diag(w_ij^2)`, the iid-input limit; the k-DPP is
-      a Bernoulli product conditioned on its size, sampled exactly by rejection (any `N`).
+    **Arguments:**
 
-    `num_samples`: if given, return `num_samples` independent masks `(S, K, N)` reusing the kernels'
-    eigendecompositions. A kernel of numerical rank below `k_i` raises `ValueError` (pass `jitter`).
+    - `key`: a PRNG key.
+    - `w`: the first-layer weights, `Float[K, N]`.
+    - `p`: keep fraction in `(0, 1]`, a scalar or one per unit (`Float[K]`).
+    - `x`: input data `Float[P, N]` for the data kernel; `None` for the diagonal kernel.
+    - `kernel`: `"data"` (default when `x` is given): `L^(i) = diag(w_i) (X^T X / P) diag(w_i)` (+ `jitter I`,
+      see [`edge_dpp_kernels`][]), eigendecomposed once per unit and sampled exactly (Kulesza & Taskar
+      Alg. 8, [`sample_kdpp_mask`][]); `"diagonal"` (default without `x`): `L^(i) = diag(w_ij^2)` (+ `jitter`),
+      the iid-input limit, a Bernoulli product conditioned on its size, sampled exactly by rejection (any `N`).
+    - `jitter`: a finite nonnegative ridge added to each kernel's diagonal.
+    - `num_samples`: `None` for one mask, or a positive integer `S` of independent masks reusing the kernels'
+      eigendecompositions.
+
+    **Returns:**
+
+    A boolean mask `Bool[K, N]` (`num_samples=None`) or `Bool[S, K, N]`, with `round(p_i N)` kept weights in
+    row `i`. A kernel of numerical rank below `k_i` raises `ValueError` (pass `jitter`).
     """
     w = _as_weights(w)
     K, N = w.shape
@@ -230,9 +296,22 @@ def reweight_edges(
     *,
     ridge: float = 1e-8,
 ) -> Float[Array, "K N"]:
-    """Least-squares edge reweighting (the seed paper's `reweight_edge`): per unit,
+    """Least-squares edge reweighting (the seed paper's `reweight_edge`; docs/theory.md section 6.2): per unit,
     `w'_i,kept = argmin ||X_kept w' - X w_i||^2 / P + ridge (tr G / N) ||w'||^2`, `G = X^T X / P`;
-    removed weights stay zero. Solved as `(D G D + ridge' I) w' = D G w_i`, `D = diag(m_i)` (fixed shapes)."""
+    removed weights stay zero. Solved as `(D G D + ridge' I) w' = D G w_i`, `D = diag(m_i)` (fixed shapes),
+    one unit after the other (`lax.map` of an `N x N` solve: no batched LAPACK call).
+
+    **Arguments:**
+
+    - `w`: the first-layer weights, `Float[K, N]`.
+    - `mask`: boolean `Bool[K, N]` of the shape of `w`, `True` for kept weights.
+    - `x`: the input data, `Float[P, N]`.
+    - `ridge`: positive relative Tikhonov weight (scaled by `tr G / N`); `ValueError` if not positive.
+
+    **Returns:**
+
+    The reweighted weights `Float[K, N]`, zero where `mask` is `False`.
+    """
     w = _as_weights(w)
     mask = jnp.asarray(mask)
     x = jnp.asarray(x, w.dtype)

@@ -95,7 +95,8 @@ def log_elementary_symmetric(eigenvalues: Float[ArrayLike, " K"], k: int) -> Flo
 
     **Arguments:**
 
-    - `eigenvalues`: nonnegative values `lambda` (negative entries are treated as zero).
+    - `eigenvalues`: `Float[K]`, nonnegative values `lambda` (negative entries are treated as zero; any other
+      shape is a `ValueError`).
     - `k`: static largest degree, `k >= 0`.
 
     **Returns:**
@@ -124,14 +125,16 @@ class KDPPEigen(eqx.Module):
 
     **Fields:**
 
-    - `eigenvalues`: `lambda`, nonnegative, ascending.
-    - `eigenvectors`: `V`, orthonormal columns; column `n` belongs to `eigenvalues[n]`.
+    - `eigenvalues`: `lambda`, `Float[*batch, K]`, nonnegative, ascending.
+    - `eigenvectors`: `V`, `Float[*batch, K, K]`, orthonormal columns; column `n` belongs to `eigenvalues[n]`.
+
+    The leading `*batch` axes are empty for one kernel; [`kdpp_eigen`][] of a batch of kernels gives them.
 
     Build it with [`kdpp_eigen`][]. References: Kulesza & Taskar 2012, section 5.2.2.
     """
 
-    eigenvalues: Float[Array, " K"]
-    eigenvectors: Float[Array, "K K"]
+    eigenvalues: Float[Array, "*batch K"]
+    eigenvectors: Float[Array, "*batch K K"]
 
     def __check_init__(self):
         lam, vec = self.eigenvalues, self.eigenvectors

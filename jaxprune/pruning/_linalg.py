@@ -48,6 +48,20 @@ def solve_psd(
     system (`b` in the range of `G`, as for every reweighting rule, whose right sides are Gram products) this
     is an exact least-squares solution; of two identical units the first takes the whole weight.
     Differentiable (the elimination is elementwise arithmetic; derivatives are those of the kept subsystem).
+
+    **Arguments:**
+
+    - `G`: symmetric positive semidefinite `Float[n, n]`.
+    - `b`: right-hand side `Float[n]`.
+    - `rcond`: relative pivot threshold, `>= 0` (default `1e-10`); `0` skips only pivots that are not positive.
+
+    **Returns:**
+
+    `(x, singular)`: the solution `Float[n]` (zero in dropped directions) and a boolean scalar, `True` when
+    some pivot was skipped.
+
+    Example: `solve_psd(jnp.array([[1., 1.], [1., 1.]]), jnp.array([2., 2.]))` gives `x = [2, 0]`,
+    `singular = True`.
     """
     n = G.shape[-1]
     rows = jnp.arange(n)
@@ -70,7 +84,17 @@ def solve_psd(
 
 def logdet_psd(G: Float[Array, "n n"]) -> Float[Array, ""]:
     """`log det G` of a symmetric PSD `G` by symmetric elimination (`G = L D L^T`, `log det = sum log D_jj`);
-    `-inf` when a pivot is not positive (a singular block: `det G = 0` up to rounding)."""
+    `-inf` when a pivot is not positive (a singular block: `det G = 0` up to rounding). No LAPACK call, so
+    it is safe under `vmap` on CPU (module docstring).
+
+    **Arguments:**
+
+    - `G`: symmetric positive semidefinite `Float[n, n]`.
+
+    **Returns:**
+
+    The scalar `log det G` (`-inf` for a singular `G`).
+    """
     n = G.shape[-1]
     rows = jnp.arange(n)
 

@@ -64,8 +64,9 @@ __all__ = [
     "reweighted_output_weights",
 ]
 
-Reweight = Literal["none", "preactivation", "activation", "optimal"]
-Method = Literal["random", "importance", "dpp"]
+# the names `pruning_option` accepts (aliases included), for the annotations
+Reweight = Literal["none", "preactivation", "activation", "fusing", "optimal"]
+Method = Literal["random", "random-node", "importance", "importance-node", "dpp", "dpp-node"]
 Kernel = Literal["Q", "A", "rbf"]
 
 REWEIGHTS = ("none", "preactivation", "activation", "optimal")
@@ -144,10 +145,17 @@ def kernel_matrix(
     - `"A"`: `L_ik = A_ik = E[g(lambda_i) g(lambda_k)] = I2(i,k)` (activation covariance);
     - `"rbf"`: `L_ik = exp(-beta E[(g(lambda_i) - g(lambda_k))^2]) = exp(-beta (A_ii + A_kk - 2 A_ik))`.
 
-    **Arguments:** `state`; `kernel` one of `"Q"`, `"A"`, `"rbf"`; `beta > 0` (RBF inverse width);
-    `jitter >= 0` added to the diagonal; `activation` (`Erf()` by default).
+    **Arguments:**
 
-    **Returns:** the symmetric `K x K` kernel `L + jitter I`.
+    - `state`: the student's [`Overlaps`][].
+    - `kernel`: one of `"Q"`, `"A"`, `"rbf"`.
+    - `beta`: RBF inverse width, `> 0` (used by `"rbf"` only).
+    - `jitter`: `>= 0`, added to the diagonal.
+    - `activation`: an [`AbstractActivation`][] or its name (`Erf()` by default; used by `"A"` and `"rbf"`).
+
+    **Returns:**
+
+    The symmetric kernel `L + jitter I`, `Float[K, K]`.
     """
     check_choice("kernel", kernel, KERNELS)
     activation = get_activation(activation)
@@ -166,8 +174,18 @@ def kernel_matrix(
 
 
 def importance_scores(state: Overlaps, score: str = "magnitude") -> Float[Array, " K"]:
-    """Importance score of each unit: `"magnitude"` (default) `s_i = |v_i| sqrt(Q_ii)`, the RMS of its output
-    contribution `v_i lambda_i`; `"v"` the seed paper's `s_i = v_i` (see [`ImportanceNodes`][])."""
+    """Importance score of each unit (docs/theory.md section 6.1, "Subset distributions").
+
+    **Arguments:**
+
+    - `state`: the student's [`Overlaps`][].
+    - `score`: `"magnitude"` (default): `s_i = |v_i| sqrt(Q_ii)`, the RMS of the unit's output contribution
+      `v_i lambda_i`; `"v"`: the seed paper's signed `s_i = v_i` (see [`ImportanceNodes`][]).
+
+    **Returns:**
+
+    The scores `Float[K]`.
+    """
     check_choice("score", score, ("magnitude", "v"))
     return _importance_scores(state, score)
 
@@ -180,8 +198,19 @@ def _importance_scores(state: Overlaps, score: str) -> Float[Array, " K"]:
 
 
 def importance_mask(state: Overlaps, k: int, score: str = "magnitude") -> Bool[Array, " K"]:
-    """Keep the `k` units with the largest [`importance_scores`][]; ties broken by the lower index
-    (`top_k_mask`)."""
+    """The importance selector's subset: the `k` units with the largest [`importance_scores`][], ties broken by
+    the lower index ([`top_k_mask`][]); docs/theory.md section 6.1.
+
+    **Arguments:**
+
+    - `state`: the student's [`Overlaps`][].
+    - `k`: units kept, `1 <= k <= K` (`ValueError` otherwise).
+    - `score`: `"magnitude"` (default) or `"v"`, as in [`importance_scores`][].
+
+    **Returns:**
+
+    A boolean mask `Bool[K]` with exactly `k` entries `True`.
+    """
     check_choice("score", score, ("magnitude", "v"))
     return _importance_mask(state, _check_k(k, state.K), score)
 
@@ -222,8 +251,22 @@ def reweighted_output_weights(
     - `optimal`: `v'_S = A_SS^{-1} B_S v*`, `B_in = I2(i,n)`.
 
     The matrix inverted is `G_SS + ridge I`; a numerically singular one (e.g. duplicated units) is solved by
-    skipping dependent pivots (see `_solve_psd`, relative threshold `rcond`), which still gives an exact
+    skipping dependent pivots ([`solve_psd`][], relative threshold `rcond`), which still gives an exact
     least-squares solution, and the status is `Status.SINGULAR` instead of `Status.SUCCESS`.
+
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] of the unpruned student.
+    - `mask`: boolean `Bool[K]`, `True` for kept units (`ValueError` for another shape or dtype).
+    - `reweight`: an [`AbstractReweight`][] or its name, as listed above.
+    - `activation`: an [`AbstractActivation`][] or its name (`Erf()` by default); used by `activation` and
+      `optimal`.
+    - `ridge`: Tikhonov term `>= 0` added to the kept block before solving (default 0).
+    - `rcond`: relative pivot threshold under which a kept unit counts as linearly dependent.
+
+    **Returns:**
+
+    `(v_new, status)`: the second layer `Float[K]` (zero on removed units) and an int32 [`Status`][] code.
     """
     reweight = pruning_option("reweight", reweight, name="reweight").name
     mask = _check_mask(mask, state.K)
@@ -409,12 +452,26 @@ def expected_node_error(
     of each subset is `1/2 [v'^T A_SS v' - 2 v'^T (B v*)_S + v*^T C v*]` (docs/theory.md 3), equal to
     `generalisation_error(prune_nodes(state, mask, ...)[0])`, with `A`, `B`, `C` computed once.
 
-    **Arguments:** `state`; `k` static in `1..K`; keyword options as named above; `key` (a PRNG key, default
-    `jax.random.key(0)`) for Monte Carlo; `ridge`, `rcond` as in [`prune_nodes`][]; `return_errors` to keep
-    the per-subset masks, probabilities and errors.
+    **Arguments:**
 
-    **Returns:** a [`NodePruningResult`][]. Raises `ValueError` for invalid arguments and for a DPP kernel of
-    rank `< k` (the message suggests a `jitter`).
+    - `state`: the [`Overlaps`][] of the unpruned student (concrete: not under `jit`).
+    - `k`: units kept, static, `1 <= k <= K`.
+    - `method`: the selector, as above (default `"random"`).
+    - `reweight`: the reweighting rule, as in [`reweighted_output_weights`][] (default `"none"`).
+    - `kernel`, `beta`, `jitter`: the k-DPP kernel when `method` is the name `"dpp"` (see [`kernel_matrix`][]).
+    - `samples`: `None` (exact when feasible) or the Monte Carlo sample count, an integer `>= 2`.
+    - `key`: a PRNG key for Monte Carlo (default `jax.random.key(0)`).
+    - `activation`: an [`AbstractActivation`][] or its name (`Erf()` by default).
+    - `ridge`, `rcond`: as in [`prune_nodes`][].
+    - `max_enumerate`: enumerate exactly while `C(K, k)` is at most this (default `MAX_ENUMERATE = 200 000`).
+    - `return_errors`: keep the per-subset masks, probabilities and errors in the result.
+
+    **Returns:**
+
+    A [`NodePruningResult`][]. Raises `ValueError` for invalid arguments and for a DPP kernel of rank `< k`
+    (the message suggests a `jitter`).
+
+    Example: `expected_node_error(state, 3, method="dpp", reweight="activation").mean`.
     """
     _check_state(state)
     K = state.K
@@ -473,7 +530,7 @@ def expected_node_error_closed_form(
     state: Overlaps,
     k: int,
     *,
-    method: Literal["random", "dpp"] | AbstractNodeSelector = "random",
+    method: Literal["random", "random-node", "dpp", "dpp-node"] | AbstractNodeSelector = "random",
     kernel: Kernel = "Q",
     beta: float = 1.0,
     jitter: float = 0.0,
@@ -487,8 +544,18 @@ def expected_node_error_closed_form(
     `(p1, p2)` from `uniform_marginals` (random) or `kdpp_marginals` (dpp; `O(K^4)` flops, fine for `K` in
     the hundreds).
 
-    **Returns:** a [`NodePruningResult`][] with `mean` only: `std`, `min`, `max` are NaN (they need
-    fourth-order inclusion probabilities or enumeration), `stderr = 0`, `exact = True`.
+    **Arguments:**
+
+    - `state`: the [`Overlaps`][] of the unpruned student (concrete).
+    - `k`: units kept, static, `1 <= k <= K`.
+    - `method`: `"random"` or `"dpp"`, or a [`RandomNodes`][] / [`DPPNodes`][] selector.
+    - `kernel`, `beta`, `jitter`: the k-DPP kernel when `method` is the name `"dpp"` (see [`kernel_matrix`][]).
+    - `activation`: an [`AbstractActivation`][] or its name (`Erf()` by default).
+
+    **Returns:**
+
+    A [`NodePruningResult`][] with `mean` only: `std`, `min`, `max` are NaN (they need fourth-order inclusion
+    probabilities or enumeration), `stderr = 0`, `exact = True`.
     """
     _check_state(state)
     K = state.K

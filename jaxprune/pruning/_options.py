@@ -41,8 +41,9 @@ __all__ = [
 
 #: the kinds of choice [`pruning_option`][] maps strings onto
 OPTION_KINDS = ("selector", "reweight", "edge", "rescale")
-#: node-selector kernels and importance scores
+#: node-selector k-DPP kernels ([`DPPNodes`][])
 DPP_KERNELS = ("Q", "A", "rbf")
+#: importance scores ([`ImportanceNodes`][])
 IMPORTANCE_SCORES = ("magnitude", "v")
 
 
@@ -64,10 +65,13 @@ class RandomNodes(AbstractNodeSelector):
 
 
 class ImportanceNodes(AbstractNodeSelector):
-    """The point mass on the `k` units of largest score (ties: the lower index).
+    """The point mass on the `k` units of largest score (ties: the lower index); docs/theory.md section 6.1.
 
-    `score`: `"magnitude"` (default) `|v_i| sqrt(Q_ii)`, the RMS of the unit's output contribution `v_i lambda_i`;
-    `"v"`: the seed paper's `v_i` (signed second-layer weight; on row-normalised students `Q_ii = 1`).
+    **Arguments:**
+
+    - `score`: `"magnitude"` (default) `|v_i| sqrt(Q_ii)`, the RMS of the unit's output contribution
+      `v_i lambda_i`; `"v"`: the seed paper's `v_i` (signed second-layer weight; on row-normalised students
+      `Q_ii = 1`). Another value is a `ValueError`.
     """
 
     score: str = "magnitude"
@@ -78,9 +82,17 @@ class ImportanceNodes(AbstractNodeSelector):
 
 
 class DPPNodes(AbstractNodeSelector):
-    """The k-DPP `P(S) = det(L_S) / e_k(L)` with kernel `L + jitter I`: `kernel` `"Q"` (`L = Q`, the seed
-    paper's), `"A"` (activation covariance) or `"rbf"` (`exp(-beta E[(g_i - g_k)^2])`); `beta > 0`,
-    `jitter >= 0`."""
+    """The k-DPP `P(S) = det(L_S) / e_k(L)` with kernel `L + jitter I` (docs/theory.md section 6.1).
+
+    **Arguments:**
+
+    - `kernel`: `"Q"` (`L = Q`, the seed paper's; default), `"A"` (activation covariance) or `"rbf"`
+      (`exp(-beta E[(g_i - g_k)^2])`), see [`kernel_matrix`][].
+    - `beta`: the RBF kernel's inverse width, `> 0`.
+    - `jitter`: the ridge added to `L`, `>= 0`.
+
+    Invalid values raise `ValueError` naming the field.
+    """
 
     kernel: str = "Q"
     beta: float = 1.0
@@ -222,8 +234,21 @@ def pruning_option(kind: str, value, *, name: str | None = None, **options):
     `activation` (= `fusing`), `optimal`; edge rules `random[-edge]`, `magnitude[-edge]`, `dpp[-edge]`;
     rescalings `none`, `inverse-keep` (= `1/p`), `optimal`. `options` go to the constructor (e.g.
     `kernel`, `beta`, `jitter` of [`DPPNodes`][], `score` of [`ImportanceNodes`][]); options that the chosen
-    class does not take are ignored, so one set of CLI flags serves every method. `name`: the argument named in
-    error messages (default: `kind`).
+    class does not take are ignored, so one set of CLI flags serves every method.
+
+    **Arguments:**
+
+    - `kind`: `"selector"`, `"reweight"`, `"edge"` or `"rescale"` (`OPTION_KINDS`).
+    - `value`: an object of that kind, or one of its names (above).
+    - `name`: the argument named in error messages (default: `kind`).
+    - `options`: keyword options for the constructor (ignored where the class does not take them).
+
+    **Returns:**
+
+    An instance of a final subclass of [`AbstractNodeSelector`][], [`AbstractReweight`][],
+    [`AbstractEdgeRule`][] or [`AbstractRescale`][]; a `ValueError` naming `name` for an unknown value.
+
+    Example: `pruning_option("selector", "dpp", kernel="rbf", beta=2.0)` is `DPPNodes(kernel="rbf", beta=2.0)`.
     """
     kind = check_choice("kind", kind, OPTION_KINDS)
     base = _ABSTRACT[kind]

@@ -1,6 +1,7 @@
 """Real data: data sets, MLPs trained on them and their checkpoints, and pruning a trained MLP's first hidden
 layer by every node and edge method (docs/theory.md, section 6.3, last item): data-based unit scores and k-DPP
-kernels, node and edge masks, fusing and least-squares reweighting, matched parameter counts, test errors.
+kernels, node and edge masks (the methods are the option objects of `jaxprune.pruning` and three of this
+package, see `realdata_option`), fusing and least-squares reweighting, matched parameter counts, test errors.
 """
 
 from ._data import Dataset as Dataset
@@ -35,10 +36,16 @@ from ._kernels import edge_dpp_eigen as edge_dpp_eigen
 from ._kernels import sample_kdpp_masks as sample_kdpp_masks
 from ._surrogate import surrogate_node_mask as surrogate_node_mask
 from ._surrogate import surrogate_edge_mask as surrogate_edge_mask
-from ._prune import NODE_METHODS as NODE_METHODS
-from ._prune import EDGE_METHODS as EDGE_METHODS
-from ._prune import REWEIGHTS as REWEIGHTS
-from ._prune import RANDOMISED as RANDOMISED
+from ._options import DesignedNodes as DesignedNodes
+from ._options import DesignedEdges as DesignedEdges
+from ._options import RefitEdges as RefitEdges
+from ._options import NODE_METHODS as NODE_METHODS
+from ._options import EDGE_METHODS as EDGE_METHODS
+from ._options import REWEIGHTS as REWEIGHTS
+from ._options import RANDOMISED as RANDOMISED
+from ._options import OPTION_KINDS as OPTION_KINDS
+from ._options import realdata_option as realdata_option
+from ._options import is_randomised as is_randomised
 from ._prune import node_masks as node_masks
 from ._prune import augmented_gram as augmented_gram
 from ._prune import fuse_nodes as fuse_nodes
@@ -54,12 +61,16 @@ from ._evaluate import finetuned_test_errors as finetuned_test_errors
 __all__ = [
     "DATASET_NAMES",
     "Dataset",
+    "DesignedEdges",
+    "DesignedNodes",
     "EDGE_METHODS",
     "MLP",
     "NODE_KERNELS",
     "NODE_METHODS",
+    "OPTION_KINDS",
     "RANDOMISED",
     "REWEIGHTS",
+    "RefitEdges",
     "TrainConfig",
     "TrainHistory",
     "TrainOrLoadResult",
@@ -77,6 +88,7 @@ __all__ = [
     "first_layer_params",
     "fuse_nodes",
     "hidden_activations",
+    "is_randomised",
     "load_checkpoint",
     "load_cifar10",
     "load_dataset",
@@ -91,6 +103,7 @@ __all__ = [
     "prune_edges_network",
     "prune_nodes_network",
     "read_checkpoint_meta",
+    "realdata_option",
     "replace_first_layer",
     "replace_second_layer_weights",
     "sample_kdpp_masks",

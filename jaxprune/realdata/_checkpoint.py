@@ -81,7 +81,8 @@ def _read_header(f, path: str) -> dict[str, Any]:
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """The `meta` dict stored in a checkpoint, without reading the weights."""
+    """The `meta` dict stored in the checkpoint at `path` (written by [`save_checkpoint`][]), read from its
+    header without reading the weights; a file that is not a checkpoint is a `ValueError` naming `path`."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         return _read_header(f, path)["meta"]
@@ -157,6 +158,17 @@ def train_or_load(
     Otherwise (also when the file is unreadable, with a warning) a fresh network
     `make_mlp(sizes, activation, jax.random.key(config.seed))` is trained with [`train`][] and
     saved, overwriting any stale checkpoint.
+
+    **Arguments:**
+
+    - `path`: the checkpoint file (its folder is created when saving).
+    - `sizes`: layer widths `(D, H_1, ..., C)`, see [`make_mlp`][].
+    - `activation`: the hidden nonlinearity: `"sigmoid"`, `"relu"`, `"tanh"` or `"erf"`.
+    - `dataset`: the [`Dataset`][] to train on.
+    - `config`: the [`TrainConfig`][] (its `seed` also seeds the initialisation).
+    - `dtype`: parameter dtype (default float32).
+    - `extra_meta`: more settings that must match for a checkpoint to be reused (optional).
+    - `progress`: show a progress bar while training.
 
     **Returns:** a [`TrainOrLoadResult`][] `(model, history, loaded)`.
     """

@@ -23,12 +23,12 @@ import struct
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from jaxtyping import Float, Int
 
-Standardize = Literal["feature", "global", "none"]
+#: standardisation: "feature", "global" or "none" (a plain `str`: the loaders check it and name the choices)
+Standardize = str
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "mnist", "cifar10")
 
@@ -73,10 +73,11 @@ class Dataset:
     Arrays are host NumPy arrays; move them to the device with `jnp.asarray` where needed.
     """
 
-    x_train: Float[np.ndarray, "n_train d"]
-    y_train: Int[np.ndarray, " n_train"]
-    x_test: Float[np.ndarray, "n_test d"]
-    y_test: Int[np.ndarray, " n_test"]
+    # Plain `np.ndarray`: `__post_init__` checks type, shapes and dtypes with messages naming the split.
+    x_train: np.ndarray  # Float (n_train, d)
+    y_train: np.ndarray  # Int (n_train,)
+    x_test: np.ndarray  # Float (n_test, d)
+    y_test: np.ndarray  # Int (n_test,)
     num_classes: int
     name: str
     input_shape: tuple[int, ...]
@@ -491,7 +492,11 @@ def load_cifar10(
     standardised with training-set statistics. The pickles are read with an unpickler that only
     accepts NumPy arrays, so a tampered file raises `ValueError` instead of running code.
 
-    **Arguments:** as in [`load_mnist`][].
+    **Arguments:**
+
+    - `data_dir`: folder holding the batches (or their `cifar-10-batches-py` folder). Nothing is downloaded.
+    - `standardize`, `max_train`, `max_test`, `seed`: as in [`load_digits`][]; `seed` only drives
+        subsampling.
 
     **Returns:** a [`Dataset`][] with `input_shape == (3, 32, 32)`.
 
@@ -541,6 +546,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **kwargs:
         `"digits"` (which ships with scikit-learn).
     - `**kwargs`: passed on to [`load_digits`][], [`load_mnist`][] or [`load_cifar10`][]
         (e.g. `standardize`, `max_train`, `max_test`, `seed`).
+
+    **Returns:** the [`Dataset`][] of the named loader.
 
     **Raises:** `ValueError` for an unknown name (listing the allowed ones) or a missing
     `data_dir`.

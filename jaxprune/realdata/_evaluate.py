@@ -35,8 +35,17 @@ def _forward(W1, b1, W2, b2, rest, x, activation: str):
 def first_layer_activations(
     layers: Layers, activation: str, x: Float[ArrayLike, "P D"]
 ) -> Float[Array, "P H"]:
-    """Activations `a_mu = g(W1 x_mu + b1)` of the first hidden layer (`layers = [(W1, b1), ...]`), in the dtype
-    of `W1`: the data behind the node kernels, scores and fusing of `jaxprune.realdata`."""
+    """Activations `a_mu = g(W1 x_mu + b1)` of the first hidden layer: the data behind the node kernels, scores
+    and fusing of `jaxprune.realdata`.
+
+    **Arguments:**
+
+    - `layers`: the network's layers `[(W1, b1), ...]`, `W1` of shape `(H, D)`, `b1` `(H,)`.
+    - `activation`: the hidden nonlinearity `g`: `"sigmoid"`, `"relu"`, `"tanh"` or `"erf"`.
+    - `x`: inputs, shape `(P, D)` (cast to the dtype of `W1`).
+
+    **Returns:** the activations, shape `(P, H)`, in the dtype of `W1`.
+    """
     check_choice("activation", activation, tuple(_MLP_ACTIVATIONS))
     W1, b1 = layers[0]
     return _MLP_ACTIVATIONS[activation](jnp.asarray(x, W1.dtype) @ W1.T + b1[None, :])
@@ -64,8 +73,22 @@ def masked_test_errors(
     x: Float[ArrayLike, "n D"],
     y: Int[ArrayLike, " n"],
 ) -> Float[Array, " S"]:
-    """Classification error rates on `(x, y)` of `S` networks equal to `layers` (`[(W1, b1), (W2, b2), ...]`)
-    except for `W1`, `W2`, `b2`."""
+    """Classification error rates `mean_mu [argmax_c z_mu,c != y_mu]` on `(x, y)` of `S` networks equal to
+    `layers` except for `W1`, `W2` and `b2` (the pruned networks, evaluated without fine-tuning).
+
+    **Arguments:**
+
+    - `layers`: the trained network's layers `[(W1, b1), (W2, b2), ...]`; `b1` and the layers after the second
+      are shared by all `S` networks.
+    - `activation`: the hidden nonlinearity: `"sigmoid"`, `"relu"`, `"tanh"` or `"erf"`.
+    - `W1s`: first-layer weights of each network, shape `(S, H, D)`.
+    - `W2s`: second-layer weights, shape `(S, H2, H)`.
+    - `b2s`: second-layer biases, shape `(S, H2)`.
+    - `x`: inputs, shape `(n, D)`.
+    - `y`: integer labels, shape `(n,)`.
+
+    **Returns:** the error rates (fractions in `[0, 1]`), shape `(S,)`, in the dtype of `layers`.
+    """
     check_choice("activation", activation, tuple(_MLP_ACTIVATIONS))
     dtype = layers[0][0].dtype
     return _errors(
@@ -108,7 +131,7 @@ def finetuned_test_errors(
     b2s: Float[ArrayLike, "S H2"],
     M1: Bool[ArrayLike, "S H D"],
     M2: Bool[ArrayLike, "S H2 H"],
-    data: tuple[Array, Array, Array, Array],
+    data: tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike],
     epochs: int,
     *,
     batch_size: int,
@@ -117,9 +140,26 @@ def finetuned_test_errors(
     seed: int,
 ) -> Float[Array, " S"]:
     """Test error rates of `S` pruned networks after `epochs` epochs of SGD with momentum on the training split
-    (cross-entropy; minibatches of `batch_size` in a random order drawn from `seed`), every layer trained and the
-    pruned weights held at zero by the masks `M1` (first layer) and `M2` (second layer).
-    `data = (x_train, y_train, x_test, y_test)`."""
+    (cross-entropy; minibatches in a random order), every layer trained and the pruned weights held at zero.
+
+    **Arguments:**
+
+    - `layers`: the trained network's layers `[(W1, b1), (W2, b2), ...]` (the starting point of the layers that
+      `W1s`, `W2s`, `b2s` do not replace).
+    - `activation`: the hidden nonlinearity: `"sigmoid"`, `"relu"`, `"tanh"` or `"erf"`.
+    - `W1s`, `W2s`, `b2s`: the pruned first-layer weights `(S, H, D)`, second-layer weights `(S, H2, H)` and
+      biases `(S, H2)` to start from.
+    - `M1`: first-layer masks `(S, H, D)`, `M2`: second-layer masks `(S, H2, H)`; weights where they are
+      `False` stay zero.
+    - `data`: `(x_train, y_train, x_test, y_test)`.
+    - `epochs`: epochs of fine-tuning, `>= 1`.
+    - `batch_size`: minibatch size `>= 1` (at most the training-set size; the remainder of an epoch is dropped).
+    - `learning_rate`: SGD step size `> 0`.
+    - `momentum`: heavy-ball momentum in `[0, 1)`.
+    - `seed`: seed of the minibatch order.
+
+    **Returns:** the test error rates after fine-tuning, shape `(S,)`.
+    """
     check_choice("activation", activation, tuple(_MLP_ACTIVATIONS))
     epochs = check_int("epochs", epochs, 1)
     batch_size = check_int("batch_size", batch_size, 1)

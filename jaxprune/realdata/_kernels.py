@@ -27,7 +27,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from .._checks import check_choice, check_float, check_int
-from ..pruning import KDPPEigen, edge_dpp_kernels, kdpp_eigen, sample_kdpp_mask
+from ..pruning import DPPNodes, KDPPEigen, edge_dpp_kernels, kdpp_eigen, sample_kdpp_mask
+from ._options import data_kernel_name
 
 __all__ = ["NODE_KERNELS", "data_node_kernel", "data_importance_scores", "edge_dpp_eigen", "sample_kdpp_masks"]
 
@@ -49,24 +50,56 @@ def _node_kernel(acts, beta, jitter, kind):
 
 
 def data_node_kernel(
-    acts: Float[ArrayLike, "P H"], kind: str = "rbf", *, beta: float = 1.0, jitter: float = 1e-6
+    acts: Float[ArrayLike, "P H"],
+    kind: str | DPPNodes = "rbf",
+    *,
+    beta: float | None = None,
+    jitter: float | None = None,
 ) -> Float[Array, "H H"]:
     """k-DPP kernel over hidden units from their training-set activations `A` (`P x H`).
 
-    `kind="rbf"`: `L_ij = exp(-beta d_ij / dbar)`, `d_ij = ||a_i - a_j||^2 / P`, `dbar = mean_{i!=j} d_ij`;
-    `kind="linear"`: `L = A^T A / P`. Both plus `jitter * mean(diag L) I`. References: Mariet & Sra 2016;
-    the population version is `jaxprune.pruning.kernel_matrix` (docs/theory.md 6.1).
+    `rbf` (DIVNET): `L_ij = exp(-beta d_ij / dbar)`, `d_ij = ||a_i - a_j||^2 / P`, `dbar = mean_{i!=j} d_ij`;
+    `linear`: `L = A^T A / P` (the data version of `L = A`). Both plus `jitter * mean(diag L) I`
+    (docs/theory.md 6.1; the population version is [`jaxprune.pruning.kernel_matrix`][]).
+
+    **Arguments:**
+
+    - `acts`: training-set activations of the layer, shape `(P, H)`.
+    - `kind`: `"rbf"` (default) or `"linear"`, or a [`jaxprune.pruning.DPPNodes`][] with kernel `"rbf"` or
+      `"A"` (= `linear`), which then also gives `beta` and `jitter`.
+    - `beta`: inverse width `> 0` of `rbf`, in units of `dbar` (default 1; not with a `DPPNodes`).
+    - `jitter`: diagonal jitter `>= 0` relative to the mean diagonal (default `1e-6`; not with a `DPPNodes`).
+
+    **Returns:** the kernel `L`, shape `(H, H)`, symmetric positive semidefinite (definite for `jitter > 0`).
+
+    References: Mariet & Sra, "Diversity Networks", ICLR 2016.
     """
-    check_choice("kind", kind, NODE_KERNELS)
+    if isinstance(kind, DPPNodes):
+        if beta is not None or jitter is not None:
+            raise ValueError("beta and jitter come from the DPPNodes object; do not pass them as well")
+        kind, beta, jitter = data_kernel_name(kind), kind.beta, kind.jitter
+    else:
+        check_choice("kind", kind, NODE_KERNELS)
+        beta = 1.0 if beta is None else beta
+        jitter = 1e-6 if jitter is None else jitter
     beta = check_float("beta", beta, 0.0, lo_open=True)
     jitter = check_float("jitter", jitter, 0.0)
     acts = jnp.asarray(acts)
     return _node_kernel(acts, jnp.asarray(beta, acts.dtype), jnp.asarray(jitter, acts.dtype), kind)
 
 
-def data_importance_scores(acts: Float[ArrayLike, "P H"], W2: Float[ArrayLike, "H2 H"]) -> Float[Array, " H"]:
-    """`s_i = ||W2[:, i]||_2 std_mu(a_mu,i)`: the size of unit `i`'s contribution to the next layer on the
-    training set (the data version of `jaxprune.pruning.importance_scores`, `|v_i| sqrt(Q_ii)`)."""
+def data_importance_scores(acts: Float[ArrayLike, "P H"], W2: Float[ArrayLike, "H2 _H"]) -> Float[Array, " H"]:
+    """Data importance scores `s_i = ||W2[:, i]||_2 std_mu(a_mu,i)`: the size of unit `i`'s contribution to the
+    next layer's pre-activations on the training set (the data version of
+    [`jaxprune.pruning.importance_scores`][], `|v_i| sqrt(Q_ii)`, docs/theory.md 6.1).
+
+    **Arguments:**
+
+    - `acts`: training-set activations of the layer, shape `(P, H)`.
+    - `W2`: the next layer's weights, shape `(H2, H)`.
+
+    **Returns:** the scores `s`, shape `(H,)`, `>= 0`.
+    """
     acts = jnp.asarray(acts)
     W2 = jnp.asarray(W2, acts.dtype)
     if W2.ndim != 2 or acts.ndim != 2 or W2.shape[1] != acts.shape[1]:
@@ -82,11 +115,22 @@ def _edge_eigen_chunk(W, x, jitter):
 
 
 def edge_dpp_eigen(
-    W: Float[ArrayLike, "H D"], x: Float[ArrayLike, "P D"], *, jitter: float = 1e-6, chunk: int | None = None
+    W: Float[ArrayLike, "H D"], x: Float[ArrayLike, "P _D"], *, jitter: float = 1e-6, chunk: int | None = None
 ) -> KDPPEigen:
     """Eigendecompositions (batched over units) of the seed paper's per-unit edge kernels
-    `L^(i) = diag(w_i) (X^T X / P) diag(w_i) + jitter * mean(diag L^(i)) I`, computed once per network (in
-    chunks of units that bound memory) and reused for every budget and mask."""
+    `L^(i) = diag(w_i) (X^T X / P) diag(w_i) + jitter * mean(diag L^(i)) I` (docs/theory.md 6.2,
+    [`jaxprune.pruning.edge_dpp_kernels`][] on data), computed once per network and reused for every budget and
+    mask.
+
+    **Arguments:**
+
+    - `W`: first-layer weights, shape `(H, D)`.
+    - `x`: training inputs, shape `(P, D)`.
+    - `jitter`: diagonal jitter `>= 0`, relative to each kernel's mean diagonal (default `1e-6`).
+    - `chunk`: units decomposed per call (`>= 1`; default: as many as keep a chunk's kernels near 256 MB).
+
+    **Returns:** a [`jaxprune.pruning.KDPPEigen`][] with `eigenvalues` `(H, D)` and `eigenvectors` `(H, D, D)`.
+    """
     W = jnp.asarray(W)
     x = jnp.asarray(x, W.dtype)
     if W.ndim != 2 or x.ndim != 2 or x.shape[1] != W.shape[1]:
@@ -126,14 +170,24 @@ _TRACED_MAX_K = 256
 
 def sample_kdpp_masks(key: PRNGKeyArray, eig: KDPPEigen, k: int, num_masks: int) -> Bool[Array, "S ... K"]:
     """`num_masks` exact k-DPP samples (boolean masks) from a precomputed eigendecomposition, optionally batched
-    over a leading unit axis (`eigenvalues` `(U, K)`): output `(S, K)` or `(S, U, K)`.
+    over a leading unit axis.
 
     The one route from the real-data layer to the sampler of `jaxprune.pruning` ([`sample_kdpp_mask`][],
     Kulesza & Taskar 2012, Alg. 8): every real-data DPP mask is drawn here. For ground sets of at most 256 items
     the size is traced (work arrays of `K` slots: one compilation serves every budget); above, the size is
     static (one compilation per size, but work in proportion to `k`, not `K`: many times faster per sample at
     `K = 784`, `k = 78`, see benchmarks/bench_realdata.py). Both give the same subset for the same key.
-    `k` is the subset size, `1 <= k <= K`.
+
+    **Arguments:**
+
+    - `key`: PRNG key (one split per mask and unit).
+    - `eig`: a [`jaxprune.pruning.KDPPEigen`][] of one kernel (`eigenvalues` `(K,)`) or of `U` kernels
+      (`eigenvalues` `(U, K)`).
+    - `k`: the subset size, `1 <= k <= K`.
+    - `num_masks`: samples per kernel, `>= 1`.
+
+    **Returns:** boolean masks with exactly `k` entries `True` per sample: shape `(S, K)`, or `(S, U, K)` for a
+    batch of kernels (`S = num_masks`).
     """
     if not isinstance(eig, KDPPEigen):
         raise ValueError(f"eig must be a KDPPEigen (see jaxprune.pruning.kdpp_eigen), got {type(eig).__name__}")

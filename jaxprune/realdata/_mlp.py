@@ -17,7 +17,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from ._data import Dataset
 
-Activation = Literal["sigmoid", "relu", "tanh", "erf"]
+#: hidden nonlinearity: "sigmoid", "relu", "tanh" or "erf" (a plain `str`: checked with a message naming them)
+Activation = str
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _MLP_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
@@ -90,7 +91,9 @@ class MLP(eqx.Module):
     def dtype(self) -> jnp.dtype:
         return self.layers[0].weight.dtype
 
-    def __call__(self, x: Float[Array, " d"]) -> Float[Array, " c"]:
+    def __call__(self, x: Float[Array, "..."]) -> Float[Array, " c"]:
+        """The logits `z` (shape `(C,)`) of one example `x` (shape `(D,)`); `jax.vmap(model)` for batches.
+        (`x` is annotated `...` so that a batch meets the check below, which names `vmap`.)"""
         if x.ndim != 1:
             raise ValueError(
                 f"MLP takes one example of shape ({self.sizes[0]},), got {x.shape}; "
@@ -121,6 +124,8 @@ def make_mlp(
     - `activation`: hidden nonlinearity, see [`MLP`][].
     - `key`: PRNG key for the initialisation.
     - `dtype`: parameter dtype (float32 by default, also when x64 is enabled).
+
+    **Returns:** the [`MLP`][] with `len(sizes) - 1` linear layers.
     """
     sizes = tuple(int(s) for s in sizes)
     if len(sizes) < 3 or min(sizes) < 1:
@@ -156,14 +161,18 @@ def _uniform_init(
 def preset_sizes(
     preset: str, *, input_dim: int, num_classes: int, hidden: int = 100
 ) -> tuple[int, ...]:
-    """Layer widths of a named architecture.
+    """Layer widths of a named architecture (the seed paper's sizes for MNIST and CIFAR-10).
 
-    - `"one-hidden"`: `(input_dim, hidden, num_classes)`.
-    - `"mnist-paper"`: `(input_dim, 500, 500, num_classes)`, i.e. 784-500-500-10 on MNIST.
-    - `"cifar-paper"`: `(input_dim, 1000, 1000, 1000, num_classes)`, i.e.
-        3072-1000-1000-1000-10 on CIFAR-10.
+    **Arguments:**
 
-    `hidden` is used by `"one-hidden"` only.
+    - `preset`: `"one-hidden"` (`(input_dim, hidden, num_classes)`), `"mnist-paper"`
+      (`(input_dim, 500, 500, num_classes)`, i.e. 784-500-500-10 on MNIST) or `"cifar-paper"`
+      (`(input_dim, 1000, 1000, 1000, num_classes)`, i.e. 3072-1000-1000-1000-10 on CIFAR-10).
+    - `input_dim`: `D`, the length of one flattened example.
+    - `num_classes`: `C`, the number of outputs.
+    - `hidden`: the hidden width of `"one-hidden"` (ignored by the others; default 100).
+
+    **Returns:** the widths `(D, H_1, ..., C)`, ready for [`make_mlp`][].
     """
     if preset == "one-hidden":
         hidden_sizes: tuple[int, ...] = (hidden,)
@@ -181,13 +190,22 @@ def preset_sizes(
 
 
 def first_layer(model: MLP) -> tuple[Float[Array, "h d"], Float[Array, " h"]]:
-    """The first hidden layer's weights `W` (shape `(H, D)`) and biases `b` (shape `(H,)`)."""
+    """The first hidden layer's weights `W` (shape `(H, D)`) and biases `b` (shape `(H,)`) of `model`
+    (what pruning reads and rewrites)."""
     return model.layers[0].weight, model.layers[0].bias
 
 
 @eqx.filter_jit
 def hidden_activations(model: MLP, x_batch: Float[ArrayLike, "b d"]) -> Float[Array, "b h"]:
-    """First-hidden-layer outputs `g(x W^T + b)` for a batch, shape `(B, H)`."""
+    """First-hidden-layer outputs `g(x W^T + b)` of a trained MLP for a batch of inputs.
+
+    **Arguments:**
+
+    - `model`: the [`MLP`][jaxprune.realdata.MLP] (its first layer `W: (H, D)`, `b: (H,)` and activation `g`).
+    - `x_batch`: inputs of shape `(B, D)`.
+
+    **Returns:** the activations, shape `(B, H)`, in the model's dtype.
+    """
     x_batch = jnp.asarray(x_batch, dtype=model.dtype)
     if x_batch.ndim != 2 or x_batch.shape[1] != model.sizes[0]:
         raise ValueError(f"x_batch must have shape (B, {model.sizes[0]}), got {x_batch.shape}.")
@@ -203,7 +221,7 @@ def _checked(name: str, new: ArrayLike, old: Array) -> Array:
 
 
 def replace_first_layer(
-    model: MLP, W: Float[ArrayLike, "h d"], b: Float[ArrayLike, " h"] | None = None
+    model: MLP, W: Float[ArrayLike, "_h _d"], b: Float[ArrayLike, " _h"] | None = None
 ) -> MLP:
     """A copy of `model` whose first layer has weights `W` and biases `b` (kept if `None`).
 
@@ -217,7 +235,7 @@ def replace_first_layer(
     return eqx.tree_at(lambda m: (m.layers[0].weight, m.layers[0].bias), model, (new_w, new_b))
 
 
-def replace_second_layer_weights(model: MLP, W2: Float[ArrayLike, "h2 h"]) -> MLP:
+def replace_second_layer_weights(model: MLP, W2: Float[ArrayLike, "_h2 _h"]) -> MLP:
     """A copy of `model` whose second layer (the one reading the first hidden layer) has
     weights `W2` of shape `(H_2, H)`; its biases are kept. Used to reweight surviving units
     after node pruning."""
@@ -226,8 +244,8 @@ def replace_second_layer_weights(model: MLP, W2: Float[ArrayLike, "h2 h"]) -> ML
 
 
 def num_first_layer_params(model: MLP, *, include_bias: bool = True) -> int:
-    """Number of first-layer parameters, `H * D` weights plus `H` biases unless
-    `include_bias=False`."""
+    """Number of first-layer parameters of `model`: `H * D` weights plus `H` biases unless
+    `include_bias=False` (the unpruned count of [`first_layer_params`][])."""
     d, h = model.sizes[0], model.sizes[1]
     return h * d + (h if include_bias else 0)
 
@@ -268,8 +286,8 @@ def _eval_sums(model: MLP, x: Array, y: Array, chunk: int) -> tuple[Array, Array
 
 def evaluate(
     model: MLP,
-    x: Float[ArrayLike, "n d"],
-    y: Int[ArrayLike, " n"],
+    x: Float[ArrayLike, "_n _d"],
+    y: Int[ArrayLike, " _n"],
     *,
     batch_size: int = 4096,
 ) -> tuple[float, float]:
@@ -299,8 +317,9 @@ def evaluate(
     return float(loss) / n, 1.0 - int(correct) / n
 
 
-def accuracy(model: MLP, x: Float[ArrayLike, "n d"], y: Int[ArrayLike, " n"]) -> float:
-    """Fraction of `(x, y)` classified correctly (`1 - error_rate`)."""
+def accuracy(model: MLP, x: Float[ArrayLike, "_n _d"], y: Int[ArrayLike, " _n"]) -> float:
+    """The fraction of the examples `(x, y)` that `model` classifies correctly, `1 - error_rate` of
+    [`evaluate`][] (inputs `x` of shape `(n, D)`, integer labels `y` of shape `(n,)`)."""
     return 1.0 - evaluate(model, x, y)[1]
 
 
@@ -325,7 +344,7 @@ class TrainConfig:
     - `seed`: seed of the minibatch order (and, in [`train_or_load`][], of the initialisation).
     """
 
-    optimizer: Literal["sgd-momentum", "adam"] = "sgd-momentum"
+    optimizer: str = "sgd-momentum"
     learning_rate: float = 0.01
     momentum: float = 0.9
     batch_size: int = 64
@@ -359,8 +378,15 @@ class TrainConfig:
 class TrainHistory:
     """Per-epoch statistics from [`train`][], measured on the full sets after each epoch.
 
-    `num_step_traces` counts how often the jitted step was traced during this call: 1 for a
-    new architecture/shape, 0 when an earlier call already compiled it.
+    **Fields:**
+
+    - `train_loss`, `train_accuracy`: mean cross-entropy and accuracy on the training split, one per epoch.
+    - `test_loss`, `test_accuracy`: the same on the test split.
+    - `epoch_seconds`: wall time of each epoch.
+    - `stopped_early`: whether the stopping rule (`TrainConfig.stop_train_accuracy`) ended training before
+      `max_epochs`.
+    - `num_step_traces`: how often the jitted step was traced during this call: 1 for a new
+      architecture/shape, 0 when an earlier call already compiled it.
     """
 
     train_loss: tuple[float, ...]

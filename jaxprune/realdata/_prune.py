@@ -3,22 +3,25 @@ or without least-squares reweighting, at matched first-layer parameter counts (d
 6.2 and 6.3, last item: the seed paper's real-data protocol, no fine-tuning).
 
 **Node pruning** keeps `k` units (boolean mask `m`, length `H`); a removed unit's first-layer row and its
-column of the next layer `W2` are zeroed. Selectors ([`node_masks`][]): `random` (uniform over the `C(H, k)`
-subsets), `importance` (the `k` largest [`data_importance_scores`][]), `dpp-rbf` (DIVNET) and `dpp-linear`
-(k-DPPs with the kernels of [`data_node_kernel`][]), `designed` ([`surrogate_node_mask`][]).
+column of the next layer `W2` are zeroed. Selectors ([`node_masks`][]; objects, or the names of
+[`realdata_option`][]): `RandomNodes` / `random` (uniform over the `C(H, k)` subsets), `ImportanceNodes` /
+`importance` (the `k` largest [`data_importance_scores`][]), `DPPNodes(kernel="rbf")` / `dpp-rbf` (DIVNET) and
+`DPPNodes(kernel="A")` / `dpp-linear` (k-DPPs with the kernels of [`data_node_kernel`][]), [`DesignedNodes`][] /
+`designed` ([`surrogate_node_mask`][]).
 
-Reweighting `ls` of nodes ([`fuse_nodes`][], the fusing step of Mariet & Sra): with `a~ = [a, 1]` and
-`W~2 = [W2, b2]`, the next layer of the kept units and its bias are refit by ridge least squares so that the
-kept units reproduce the FULL layer's next pre-activations on the training set,
+Reweighting `ActivationReweight` / `ls` of nodes ([`fuse_nodes`][], the fusing step of Mariet & Sra): with
+`a~ = [a, 1]` and `W~2 = [W2, b2]`, the next layer of the kept units and its bias are refit by ridge least
+squares so that the kept units reproduce the FULL layer's next pre-activations on the training set,
 `V = argmin (1/P) ||A~_S V - A~ W~2^T||^2 + lam ||V||^2`, i.e. `W2'[:, S] = W2[:, S] + W2[:, Sc] G~_{Sc,S}
 G~_{S,S}^{-1}` (constant column inside `S`), `lam = ridge tr(G~) / (H + 1)`, `G~ = A~^T A~ / P`. This is the
 data version of the `activation` rule of docs/theory.md 6.1 (`jaxprune.pruning.reweighted_output_weights`),
 with `H2` outputs, a bias and the sample (uncentred) Gram matrix in place of `A = I2`.
 
-**Edge pruning** keeps `c` incoming weights of every unit (all `H` biases kept). Selectors ([`edge_masks`][]):
-`random` and `magnitude` ([`jaxprune.pruning.random_edge_mask`][], [`jaxprune.pruning.magnitude_edge_mask`][]),
-`dpp` (per-unit k-DPP with the seed paper's data kernel, [`edge_dpp_eigen`][]), `designed`
-([`surrogate_edge_mask`][]). Reweighting `ls`: [`jaxprune.pruning.reweight_edges`][] (each unit's kept incoming
+**Edge pruning** keeps `c` incoming weights of every unit (all `H` biases kept). Rules ([`edge_masks`][]):
+`RandomEdges` / `random` and `MagnitudeEdges` / `magnitude` ([`jaxprune.pruning.random_edge_mask`][],
+[`jaxprune.pruning.magnitude_edge_mask`][]), `DPPEdges` / `dpp` (per-unit k-DPP with the seed paper's data
+kernel, [`edge_dpp_eigen`][]), [`DesignedEdges`][] / `designed` ([`surrogate_edge_mask`][]). Reweighting
+[`RefitEdges`][] / `ls`: [`jaxprune.pruning.reweight_edges`][] (each unit's kept incoming
 weights refit to reproduce its pre-activations on the training inputs; the seed paper's `reweight_edge`).
 
 **Parameter matching** (the seed paper's rule, `jaxprune.pruning.matched_keep_fraction(rule="seed-paper")`):
@@ -38,9 +41,18 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
-from .._checks import check_choice, check_float, check_int
+import equinox as eqx
+
+from .._checks import check_float, check_int
 from ..pruning import (
+    DPPNodes,
+    ImportanceNodes,
     KDPPEigen,
+    MagnitudeEdges,
+    NoRescale,
+    NoReweight,
+    RandomEdges,
+    RandomNodes,
     kdpp_eigen,
     magnitude_edge_mask,
     matched_keep_fraction,
@@ -49,13 +61,10 @@ from ..pruning import (
     top_k_mask,
 )
 from ._kernels import data_importance_scores, data_node_kernel, edge_dpp_eigen, sample_kdpp_masks
+from ._options import DesignedEdges, DesignedNodes, realdata_option
 from ._surrogate import surrogate_edge_mask, surrogate_node_mask
 
 __all__ = [
-    "NODE_METHODS",
-    "EDGE_METHODS",
-    "REWEIGHTS",
-    "RANDOMISED",
     "node_masks",
     "fuse_nodes",
     "augmented_gram",
@@ -65,16 +74,6 @@ __all__ = [
     "edge_masks",
     "prune_edges_network",
 ]
-
-#: node selectors
-NODE_METHODS: tuple[str, ...] = ("random", "importance", "dpp-rbf", "dpp-linear", "designed")
-#: edge selectors
-EDGE_METHODS: tuple[str, ...] = ("random", "magnitude", "dpp", "designed")
-#: reweighting rules: `none`, or least squares (`ls`: fusing for nodes, `reweight_edges` for edges)
-REWEIGHTS: tuple[str, ...] = ("none", "ls")
-#: the (kind, method) pairs whose masks are random draws (several masks per budget)
-RANDOMISED: frozenset[tuple[str, str]] = frozenset(
-    {("node", "random"), ("node", "dpp-rbf"), ("node", "dpp-linear"), ("edge", "random"), ("edge", "dpp")})
 
 Layers = Sequence[tuple[Array, Array]]
 
@@ -86,41 +85,67 @@ Layers = Sequence[tuple[Array, Array]]
 
 def node_masks(
     key: PRNGKeyArray,
-    method: str,
+    method: str | eqx.Module,
     k: int,
     num_masks: int,
     *,
     acts: Float[ArrayLike, "P H"],
-    W2: Float[ArrayLike, "H2 H"],
+    W2: Float[ArrayLike, "H2 _H"],
     beta: float = 1.0,
     jitter: float = 1e-6,
     eig: KDPPEigen | None = None,
     design_steps: int = 300,
 ) -> Bool[Array, "S H"]:
-    """`num_masks` node masks keeping exactly `k` of `H` units (deterministic methods return one mask).
+    """Node masks keeping exactly `k` of the layer's `H` units (docs/theory.md 6.1, on data).
 
-    `acts`: training-set activations of the layer; `W2`: the next layer's weights; `eig`: a precomputed
-    `kdpp_eigen` of the method's kernel (computed here when `None`); `beta`, `jitter`: kernel options of
-    [`data_node_kernel`][]; `design_steps`: descent steps of `designed`.
+    **Arguments:**
+
+    - `key`: PRNG key of the random draws.
+    - `method`: the node selector: [`jaxprune.pruning.RandomNodes`][] (uniform over the `C(H, k)` subsets),
+      [`jaxprune.pruning.ImportanceNodes`][] (the `k` largest [`data_importance_scores`][]),
+      [`jaxprune.pruning.DPPNodes`][] (k-DPP with the kernel of [`data_node_kernel`][]: `rbf` is DIVNET, `A`
+      the linear kernel), [`DesignedNodes`][] ([`surrogate_node_mask`][]), or a name of [`NODE_METHODS`][]
+      (mapped by [`realdata_option`][]).
+    - `k`: units kept, `1 <= k <= H`.
+    - `num_masks`: masks drawn by a randomised method (`>= 1`); deterministic methods return one mask.
+    - `acts`: training-set activations of the layer, shape `(P, H)`.
+    - `W2`: the next layer's weights, shape `(H2, H)`.
+    - `beta`, `jitter`, `design_steps`: options of the names `dpp-rbf`, `dpp-linear` and `designed` (an object
+      carries its own).
+    - `eig`: a precomputed [`jaxprune.pruning.kdpp_eigen`][] of a `DPPNodes` kernel (computed here when `None`;
+      reuse it across budgets).
+
+    **Returns:** boolean masks of shape `(S, H)` with `k` entries `True` each; `S = num_masks` for random and
+    DPP selectors, `S = 1` otherwise.
     """
-    check_choice("node method", method, NODE_METHODS)
+    method = realdata_option("node", method, beta=beta, jitter=jitter, design_steps=design_steps)
     acts = jnp.asarray(acts)
     H = acts.shape[1]
     k = check_int("k", k, 1, H)
     num_masks = check_int("num_masks", num_masks, 1)
-    if method == "random":
+    if isinstance(method, RandomNodes):
         return top_k_mask(jax.random.uniform(key, (num_masks, H)), jnp.full((num_masks,), k))
-    if method == "importance":
+    if isinstance(method, ImportanceNodes):
         return top_k_mask(data_importance_scores(acts, W2), k)[None]
-    if method == "designed":
-        return surrogate_node_mask(acts, W2, k, steps=design_steps)[None]
+    if isinstance(method, DesignedNodes):
+        return surrogate_node_mask(acts, W2, k, steps=method.steps, learning_rate=method.learning_rate)[None]
+    assert isinstance(method, DPPNodes)
     if eig is None:
-        eig = kdpp_eigen(data_node_kernel(acts, method.removeprefix("dpp-"), beta=beta, jitter=jitter))
+        eig = kdpp_eigen(data_node_kernel(acts, method))
     return sample_kdpp_masks(key, eig, k, num_masks)
 
 
 def augmented_gram(acts: Float[ArrayLike, "P H"]) -> Float[Array, "H+1 H+1"]:
-    """`G~ = A~^T A~ / P` with `A~ = [A, 1]` (the Gram matrix of [`fuse_nodes`][]; compute once per network)."""
+    """The augmented Gram matrix `G~ = A~^T A~ / P`, `A~ = [A, 1]`, of [`fuse_nodes`][] (compute it once per
+    network and pass it as `gram`).
+
+    **Arguments:**
+
+    - `acts`: training-set activations `A`, shape `(P, H)`.
+
+    **Returns:** `G~`, shape `(H + 1, H + 1)`, symmetric positive semidefinite; the last row and column hold the
+    activation means and `1`.
+    """
     acts = jnp.asarray(acts)
     aug = jnp.concatenate([acts, jnp.ones((acts.shape[0], 1), acts.dtype)], axis=1)
     return aug.T @ aug / acts.shape[0]
@@ -148,18 +173,29 @@ def _fuse_batch(W2, b2, gram, masks, ridge):
 def fuse_nodes(
     W2: Float[ArrayLike, "H2 H"],
     b2: Float[ArrayLike, " H2"],
-    acts: Float[ArrayLike, "P H"],
-    mask: Bool[ArrayLike, "... H"],
+    acts: Float[ArrayLike, "P _H"],
+    mask: Bool[ArrayLike, "... _H"],
     *,
     ridge: float = 1e-6,
     gram: Float[ArrayLike, "H+1 H+1"] | None = None,
 ) -> tuple[Float[Array, "... H2 H"], Float[Array, "... H2"]]:
-    """Least-squares fusing (Mariet & Sra): the next layer of the kept units and its bias refit so that
-    `[A_S, 1] V` reproduces the full `A W2^T + b2` on the training set; removed columns become zero.
+    """Least-squares fusing (Mariet & Sra; the data version of the `activation` rule, docs/theory.md 6.1): the
+    next layer of the kept units and its bias refit so that `[A_S, 1] V` reproduces the full `A W2^T + b2` on the
+    training set; removed columns become zero.
 
-    `V = (D G~ D + lam I)^{-1} D G~ [W2, b2]^T`, `D = diag([m, 1])`, `G~ = [A,1]^T [A,1] / P`
-    ([`augmented_gram`][], pass it as `gram` to reuse it), `lam = ridge tr(G~) / (H + 1)`. Leading axes of
-    `mask` are a batch.
+    `V = (D G~ D + lam I)^{-1} D G~ [W2, b2]^T`, `D = diag([m, 1])`, `G~ = [A,1]^T [A,1] / P`,
+    `lam = ridge tr(G~) / (H + 1)`.
+
+    **Arguments:**
+
+    - `W2`: the next layer's weights, shape `(H2, H)`.
+    - `b2`: the next layer's biases, shape `(H2,)`.
+    - `acts`: training-set activations of the layer, shape `(P, H)`.
+    - `mask`: node mask(s), shape `(..., H)`; leading axes are a batch.
+    - `ridge`: ridge `> 0`, relative to the mean diagonal of `G~` (default `1e-6`).
+    - `gram`: a precomputed [`augmented_gram`][] of `acts` (optional; reuse it across masks).
+
+    **Returns:** `(W2', b2')` of shapes `(..., H2, H)` and `(..., H2)`.
     """
     ridge = check_float("ridge", ridge, 0.0, lo_open=True)
     acts = jnp.asarray(acts)
@@ -179,19 +215,32 @@ def fuse_nodes(
 def prune_nodes_network(
     layers: Layers,
     masks: Bool[ArrayLike, "S H"],
-    reweight: str,
+    reweight: str | eqx.Module,
     *,
-    acts: Float[ArrayLike, "P H"] | None = None,
+    acts: Float[ArrayLike, "P _H"] | None = None,
     ridge: float = 1e-6,
     gram: Float[ArrayLike, "H+1 H+1"] | None = None,
 ) -> tuple[Float[Array, "S H D"], Float[Array, "S H2 H"], Float[Array, "S H2"]]:
-    """Node-pruned first two layers `(W1', W2', b2')` for a batch of masks; removed rows / columns are zero.
-    `layers`: `[(W1, b1), (W2, b2), ...]`; `reweight="ls"` fuses ([`fuse_nodes`][], needs `acts`)."""
-    check_choice("reweight", reweight, REWEIGHTS)
+    """Node-pruned first two layers for a batch of masks: removed units' rows of `W1` and columns of `W2` are
+    zero (docs/theory.md 6.1 and 6.3).
+
+    **Arguments:**
+
+    - `layers`: the network's layers `[(W1, b1), (W2, b2), ...]`, `W1` of shape `(H, D)`, `W2` `(H2, H)`.
+    - `masks`: node masks, shape `(S, H)`.
+    - `reweight`: [`jaxprune.pruning.NoReweight`][] (`"none"`: the kept columns of `W2` unchanged) or
+      [`jaxprune.pruning.ActivationReweight`][] (`"ls"`: least-squares fusing, [`fuse_nodes`][]).
+    - `acts`: training-set activations `(P, H)`, required for fusing.
+    - `ridge`: relative ridge `> 0` of fusing.
+    - `gram`: a precomputed [`augmented_gram`][] of `acts` (optional).
+
+    **Returns:** `(W1', W2', b2')` of shapes `(S, H, D)`, `(S, H2, H)`, `(S, H2)`.
+    """
+    reweight = realdata_option("node-reweight", reweight)
     (W1, _), (W2, b2) = layers[0], layers[1]
     masks = jnp.asarray(masks, bool)
     W1s = jnp.where(masks[:, :, None], W1[None], 0.0)
-    if reweight == "none":
+    if isinstance(reweight, NoReweight):
         return W1s, jnp.where(masks[:, None, :], W2[None], 0.0), jnp.broadcast_to(b2, (masks.shape[0],) + b2.shape)
     if acts is None:
         raise ValueError("acts (training-set activations) are required for reweight='ls'")
@@ -205,8 +254,17 @@ def prune_nodes_network(
 
 
 def first_layer_params(H: int, D: int, *, k: int | None = None, c: int | None = None) -> int:
-    """First-layer parameters kept (weights + biases): node pruning to `k` units keeps `k (D + 1)`; edge
-    pruning keeping `c` weights per unit keeps `H c + H`; neither given: `H (D + 1)`."""
+    """First-layer parameters kept, weights plus biases (the seed paper's count, docs/theory.md 6.3).
+
+    **Arguments:**
+
+    - `H`: hidden units, `>= 1`.
+    - `D`: inputs, `>= 1`.
+    - `k`: units kept by node pruning, `1 <= k <= H` (not with `c`).
+    - `c`: weights kept per unit by edge pruning, `0 <= c <= D` (not with `k`).
+
+    **Returns:** `k (D + 1)` for node pruning, `H c + H` for edge pruning, `H (D + 1)` when neither is given.
+    """
     H = check_int("H", H, 1)
     D = check_int("D", D, 1)
     if k is not None and c is not None:
@@ -219,8 +277,17 @@ def first_layer_params(H: int, D: int, *, k: int | None = None, c: int | None = 
 
 
 def edge_count(H: int, D: int, k: int) -> int:
-    """Per-unit edge count matched to node pruning to `k` units: `c = round(p D)`,
-    `p = (k (D + 1) - H) / (H D)` (`matched_keep_fraction(rule="seed-paper")`), at least 1, at most `D`."""
+    """The per-unit edge count matched to node pruning to `k` units (docs/theory.md 6.3): `c = round(p D)` with
+    `p = (k (D + 1) - H) / (H D)` ([`jaxprune.pruning.matched_keep_fraction`][], `rule="seed-paper"`).
+
+    **Arguments:**
+
+    - `H`: hidden units.
+    - `D`: inputs.
+    - `k`: units kept by the matched node pruning, `1 <= k <= H`.
+
+    **Returns:** `c`, an integer in `[1, D]` (1 where the node budget is below one weight per unit).
+    """
     try:
         p = matched_keep_fraction(H, D, k, rule="seed-paper")
     except ValueError:
@@ -235,35 +302,50 @@ def edge_count(H: int, D: int, k: int) -> int:
 
 def edge_masks(
     key: PRNGKeyArray,
-    method: str,
+    method: str | eqx.Module,
     c: int,
     num_masks: int,
     *,
     W: Float[ArrayLike, "H D"],
-    x: Float[ArrayLike, "P D"] | None = None,
+    x: Float[ArrayLike, "P _D"] | None = None,
     jitter: float = 1e-6,
     eig: KDPPEigen | None = None,
     design_steps: int = 300,
 ) -> Bool[Array, "S H D"]:
-    """`num_masks` edge masks keeping exactly `c` incoming weights of every unit (deterministic methods: one).
+    """Edge masks keeping exactly `c` incoming weights of every unit (docs/theory.md 6.2, on data).
 
-    `W`: first-layer weights; `x`: training inputs (for `dpp` without `eig`, and `designed`); `eig`: a
-    precomputed [`edge_dpp_eigen`][] (reuse it across budgets and masks).
+    **Arguments:**
+
+    - `key`: PRNG key of the random draws.
+    - `method`: the edge rule: [`jaxprune.pruning.RandomEdges`][] (`c` uniform weights per unit),
+      [`jaxprune.pruning.MagnitudeEdges`][] (the `c` largest `|w_ij|`), [`jaxprune.pruning.DPPEdges`][] (per-unit
+      k-DPP with the seed paper's data kernel, [`edge_dpp_eigen`][]), [`DesignedEdges`][]
+      ([`surrogate_edge_mask`][]), or a name of [`EDGE_METHODS`][] (mapped by [`realdata_option`][]).
+    - `c`: weights kept per unit, `1 <= c <= D`.
+    - `num_masks`: masks drawn by a randomised rule (`>= 1`); deterministic rules return one mask.
+    - `W`: first-layer weights, shape `(H, D)`.
+    - `x`: training inputs, shape `(P, D)`; required by `DPPEdges` without `eig` and by `DesignedEdges`.
+    - `jitter`: relative jitter `>= 0` of the edge kernels (when `eig` is computed here).
+    - `eig`: a precomputed [`edge_dpp_eigen`][] (reuse it across budgets and masks).
+    - `design_steps`: descent steps of the name `designed` (a `DesignedEdges` carries its own).
+
+    **Returns:** boolean masks of shape `(S, H, D)` with `c` entries `True` in every row; `S = num_masks` for
+    random and DPP rules, `S = 1` otherwise.
     """
-    check_choice("edge method", method, EDGE_METHODS)
+    method = realdata_option("edge", method, design_steps=design_steps)
     W = jnp.asarray(W)
     H, D = W.shape
     c = check_int("c", c, 1, D)
     num_masks = check_int("num_masks", num_masks, 1)
     p = c / D  # random_edge_mask / magnitude_edge_mask keep floor(p D + 1/2) = c per unit
-    if method == "random":
+    if isinstance(method, RandomEdges):
         return jax.vmap(lambda kk: random_edge_mask(kk, W, p))(jax.random.split(key, num_masks))
-    if method == "magnitude":
+    if isinstance(method, MagnitudeEdges):
         return magnitude_edge_mask(W, p)[None]
-    if x is None and (method == "designed" or eig is None):
-        raise ValueError(f"x (training inputs) is required for edge method {method!r}")
-    if method == "designed":
-        return surrogate_edge_mask(W, x, c, steps=design_steps)[None]
+    if x is None and (isinstance(method, DesignedEdges) or eig is None):
+        raise ValueError(f"x (training inputs) is required for edge method {method.name!r}")
+    if isinstance(method, DesignedEdges):
+        return surrogate_edge_mask(W, x, c, steps=method.steps, learning_rate=method.learning_rate)[None]
     if eig is None:
         eig = edge_dpp_eigen(W, x, jitter=jitter)
     # Chunks of units bound the sampler's working set (a k x D basis per unit and mask) for D ~ 1e3.
@@ -278,19 +360,31 @@ def edge_masks(
 def prune_edges_network(
     layers: Layers,
     masks: Bool[ArrayLike, "S H D"],
-    reweight: str,
+    reweight: str | eqx.Module,
     *,
-    x: Float[ArrayLike, "P D"] | None = None,
+    x: Float[ArrayLike, "P _D"] | None = None,
     ridge: float = 1e-6,
 ) -> tuple[Float[Array, "S H D"], Float[Array, "S H2 H"], Float[Array, "S H2"]]:
-    """Edge-pruned first layer for a batch of masks, next layer unchanged: `(W1', W2', b2')`;
-    `reweight="ls"` refits the kept weights ([`jaxprune.pruning.reweight_edges`][] on the training inputs `x`)."""
-    check_choice("reweight", reweight, REWEIGHTS)
+    """Edge-pruned first layer for a batch of masks, the next layer unchanged (docs/theory.md 6.2 and 6.3).
+
+    **Arguments:**
+
+    - `layers`: the network's layers `[(W1, b1), (W2, b2), ...]`, `W1` of shape `(H, D)`, `W2` `(H2, H)`.
+    - `masks`: edge masks, shape `(S, H, D)`.
+    - `reweight`: [`jaxprune.pruning.NoRescale`][] (`"none"`: kept weights unchanged) or [`RefitEdges`][]
+      (`"ls"`: each unit's kept weights refit by [`jaxprune.pruning.reweight_edges`][] on `x`).
+    - `x`: training inputs `(P, D)`, required for `RefitEdges`.
+    - `ridge`: relative ridge `> 0` of the refit.
+
+    **Returns:** `(W1', W2', b2')` of shapes `(S, H, D)`, `(S, H2, H)`, `(S, H2)` (the last two the unchanged
+    `W2`, `b2` repeated).
+    """
+    reweight = realdata_option("edge-reweight", reweight)
     ridge = check_float("ridge", ridge, 0.0, lo_open=True)
     (W1, _), (W2, b2) = layers[0], layers[1]
     masks = jnp.asarray(masks, bool)
     S = masks.shape[0]
-    if reweight == "none":
+    if isinstance(reweight, NoRescale):
         W1s = jnp.where(masks, W1[None], 0.0)
     else:
         if x is None:

@@ -63,7 +63,18 @@ def surrogate_node_mask(
 ) -> Bool[Array, " H"]:
     """Designed node mask keeping `k` units: projected descent on `m in [0,1]^H`, `sum m = k`, against
     `E(m) = (1-m)^T [(W2^T W2) o (A^T A / P)] (1-m)` averaged over Bernoulli(`m`) masks, then the `k` largest
-    entries (ties by importance score)."""
+    entries (ties by importance score); docs/theory.md section 7 on data.
+
+    **Arguments:**
+
+    - `acts`: training-set activations of the layer, shape `(P, H)`.
+    - `W2`: the next layer's weights, shape `(H2, H)`.
+    - `k`: units kept, `1 <= k <= H`.
+    - `steps`: descent steps, `>= 1` (default 300).
+    - `learning_rate`: step size `> 0` of the preconditioned descent (default 0.5).
+
+    **Returns:** a boolean mask of shape `(H,)` with `k` entries `True`.
+    """
     acts = jnp.asarray(acts)
     W2 = jnp.asarray(W2, acts.dtype)
     H = acts.shape[1]
@@ -95,7 +106,18 @@ def surrogate_edge_mask(
 ) -> Bool[Array, "H D"]:
     """Designed edge mask keeping `c` incoming weights per unit: per unit, projected descent on `m_i in [0,1]^D`,
     `sum m_i = c`, against `(1-m_i)^T diag(w_i) (X^T X / P) diag(w_i) (1-m_i)` averaged over Bernoulli(`m_i`)
-    masks, then the `c` largest entries (ties by `|w_ij|`)."""
+    masks, then the `c` largest entries (ties by `|w_ij|`); docs/theory.md section 7 on data.
+
+    **Arguments:**
+
+    - `W`: first-layer weights, shape `(H, D)`.
+    - `x`: training inputs, shape `(P, D)`.
+    - `c`: weights kept per unit, `1 <= c <= D`.
+    - `steps`: descent steps, `>= 1` (default 300).
+    - `learning_rate`: step size `> 0` of the preconditioned descent (default 0.5).
+
+    **Returns:** a boolean mask of shape `(H, D)` with `c` entries `True` in every row.
+    """
     W = jnp.asarray(W)
     x = jnp.asarray(x, W.dtype)
     H, D = W.shape
