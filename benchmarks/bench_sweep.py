@@ -140,6 +140,25 @@ def bench_fixed_point(n, repeats, loop_n):
     return t_l / t_b
 
 
+_SCALING = """
+import sys, time
+import jax
+import numpy as np
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {bench!r})
+import jaxprune.experiments as jpx
+from bench_sweep import _ODE_OPTS, _ode_rows
+rows = _ode_rows({n}, [2])
+run = lambda: jpx.run_grid(rows, "ode", _ODE_OPTS)
+t = time.perf_counter(); jax.block_until_ready(run()); c = time.perf_counter() - t
+ts = []
+for _ in range({repeats}):
+    t = time.perf_counter(); jax.block_until_ready(run()); ts.append(time.perf_counter() - t)
+print("RESULT", len(jax.devices()), c, float(np.median(ts)))
+"""
+
+
 def bench_scaling(n, repeats, devices):
     print(f"device scaling of an ODE sweep ({n} configurations, K=M=2, tsit5; virtual CPU devices, "
           f"{os.cpu_count()} cores):")

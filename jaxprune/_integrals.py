@@ -132,7 +132,7 @@ def i4_pair_sums(
     a: Int[ArrayLike, " P"],
     b: Int[ArrayLike, " P"],
     w: Float[Array, "F F"],
-) -> Float[Array, "P"]:
+) -> Float[Array, " P"]:
     """`sum_cd w[c, d] I4(a[p], b[p], c, d)` over all fields `c, d`, for each pair `p`.
 
     The pair kernel is the activation's `i4_contracted`, lifted over the pairs with `vmap` (it needs rows
@@ -143,6 +143,6 @@ def i4_pair_sums(
     return kernel(d[a], d[b], C[a, b], C[a], C[b], d, C, w)
 
 
-def fields(K: int, M: int) -> tuple[Int[Array, "K"], Int[Array, "M"], Int[Array, "F"]]:
+def fields(K: int, M: int) -> tuple[Int[Array, " K"], Int[Array, " M"], Int[Array, " F"]]:
     """Index arrays of the student fields, the teacher fields and all fields of `Omega`."""
     return jnp.arange(K), jnp.arange(K, K + M), jnp.arange(K + M)

@@ -47,7 +47,6 @@ if os.environ.get("JAXPRUNE_TEST_XLA_DEFAULT", "0") in ("", "0") and "xla_backen
         os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + XLA_LEVEL0).strip()
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -3,12 +3,11 @@
 import itertools
 import json
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxprune.pruning import best_by_method, compare_methods, format_compare_table, prune_expected
-from jaxprune import Overlaps, overlaps_from_weights, save_state
+from jaxprune import overlaps_from_weights, save_state
 from jaxprune.experiments._paper import claims_from_rows
 from jaxprune.cli import main
 

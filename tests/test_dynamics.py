@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-import jaxprune as jp
-from jaxprune import Overlaps, SGDConfig, Status, alpha_grid, generalisation_error, solve_ode, vector_field
+from jaxprune import Overlaps, SGDConfig, Status, alpha_grid, solve_ode, vector_field
 
 
 def reference_state(K, M, v_star=1.0):

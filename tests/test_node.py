@@ -7,7 +7,6 @@ Monte Carlo on concrete finite-N networks.
 """
 
 import itertools
-import math
 
 import equinox as eqx
 import jax
@@ -18,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import erf as sp_erf
 
-from jaxprune import Erf, Linear
+from jaxprune import Linear
 from jaxprune import generalisation_error as _generalisation_error
 from jaxprune.pruning import (
     NodePruningResult,

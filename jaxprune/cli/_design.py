@@ -3,7 +3,6 @@ with every baseline at the same budget (docs/theory.md section 7)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np

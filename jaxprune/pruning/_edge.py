@@ -183,7 +183,6 @@ def edge_moments(
     Example: `edge_moments(state, lambda z, p: p + 0 * z, jnp.full((K,), 0.5))` reproduces
     `random_moments(state, 0.5)`.
     """
-    K = state.K
     dtype = state.Q.dtype
     xn, wn = (jnp.asarray(a, dtype) for a in _hermite_e(nodes))
     _, rho = _standardise(state)
