@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["is_concrete", "check_int", "check_float", "check_choice"]
+__all__ = ["is_concrete", "check_int", "check_count", "check_float", "check_choice"]
 
 
 def is_concrete(x: Any) -> bool:
@@ -31,6 +31,11 @@ def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = Non
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ValueError(f"{name} must be an integer{_range(lo, hi, '[', ']')}, got {value}")
     return value
+
+
+def check_count(k: Any, K: int, name: str = "k (units kept)") -> int:
+    """A number of units kept, `k`, as a Python int in `[1, K]` (the one check of a budget `k` in every layer)."""
+    return check_int(name, k, 1, K)
 
 
 def check_float(

@@ -67,7 +67,7 @@ def test_validation_errors(rng):
         jp.design.design_edge_mask(w, ws, v, vs, 1.5)
     with pytest.raises(ValueError, match="keep"):
         jp.design.design_edge_rule(st, 0.0)
-    with pytest.raises(ValueError, match="k must"):
+    with pytest.raises(ValueError, match=r"k \(units kept\) must"):
         jp.design.design_node_mask(st, 4)
     with pytest.raises(ValueError, match="learning_rate"):
         jp.design.design_node_mask(st, 2, learning_rate=-0.1)

@@ -67,11 +67,6 @@ def _check_keep(keep, name="keep"):
         raise ValueError(f"{name} must be a fraction in (0, 1], got {keep!r}")
 
 
-def _check_k(k, K):
-    if isinstance(k, bool) or not (isinstance(k, (int, np.integer)) and 1 <= k <= K):
-        raise ValueError(f"k must be an integer in [1, K={K}], got {k!r}")
-
-
 # --------------------------------------------------------------------------------------------------
 # Budgets: projection onto the capped simplex, or a scheduled penalty
 # --------------------------------------------------------------------------------------------------

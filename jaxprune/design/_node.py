@@ -16,6 +16,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from .._activations import AbstractActivation, Erf, get_activation
+from .._checks import check_count
 from .._error import generalisation_error
 from .._overlaps import Overlaps
 from ..pruning import NODE_REWEIGHTS, AbstractReweight, importance_scores, pruning_option, reweighted_output_weights
@@ -26,7 +27,6 @@ from ._loop import (
     _adam,
     _as_budget,
     _budget_hyper,
-    _check_k,
     _check_positive,
     _check_restarts,
     _check_steps,
@@ -321,7 +321,7 @@ def design_node_mask(
     """
     activation = get_activation(activation)
     K = state.K
-    _check_k(k, K)
+    check_count(k, K)
     _check_steps(steps)
     _check_positive(learning_rate, "learning_rate")
     _check_restarts(restarts)

@@ -16,9 +16,9 @@ from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .._activations import AbstractActivation, Erf, get_activation
 from .._overlaps import Overlaps
-from .._checks import check_choice
+from .._checks import check_choice, check_count
 from ..pruning import AbstractReweight, enumerate_subsets, kdpp_enumerate, kernel_matrix
-from ._loop import DesignTrace, _adam, _check_k, _check_positive, _check_steps, run_design
+from ._loop import DesignTrace, _adam, _check_positive, _check_steps, run_design
 from ._node import node_subset_errors
 
 __all__ = ["subset_log_probs", "SubsetDesign", "KDPPFamily", "BernoulliFamily", "design_subset_distribution"]
@@ -157,7 +157,7 @@ def design_subset_distribution(
     """
     activation = get_activation(activation)
     K = state.K
-    _check_k(k, K)
+    check_count(k, K)
     _check_steps(steps)
     _check_positive(learning_rate, "learning_rate")
     if math.comb(K, k) > 200_000:

@@ -24,6 +24,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from .._config import SGDConfig
+from .._checks import check_count
 from .._error import generalisation_error
 from .._overlaps import Overlaps
 from .._vector_field import vector_field
@@ -31,7 +32,6 @@ from ._loop import (
     DesignTrace,
     _adam,
     _budget_hyper,
-    _check_k,
     _check_positive,
     _check_restarts,
     _check_steps,
@@ -311,7 +311,7 @@ def design_through_training(
     **Returns:** a [`TrainingDesign`][].
     """
     K = state.K
-    _check_k(k, K)
+    check_count(k, K)
     _check_steps(steps)
     _check_positive(learning_rate, "learning_rate")
     _check_positive(duration, "duration")

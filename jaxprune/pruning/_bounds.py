@@ -38,7 +38,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from .._activations import Erf, safe_sqrt
-from .._checks import check_choice, check_float, check_int, is_concrete
+from .._checks import check_choice, check_count, check_float, is_concrete
 from .._overlaps import Overlaps
 from ._linalg import logdet_psd, solve_psd
 from ._options import AbstractReweight, pruning_option
@@ -361,10 +361,6 @@ def _all_counts(sizes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return counts, logmult
 
 
-def _check_k(spec: Specialised, k) -> int:
-    return check_int("k (units kept)", k, 1, spec.K)
-
-
 def count_vectors(spec: Specialised, k: int) -> tuple[np.ndarray, np.ndarray]:
     """All kept-count vectors `m` (`0 <= m_n <= K_n`, `sum m_n = k`) and `log prod_n C(K_n, m_n)`, the log
     number of subsets with those counts (docs/theory.md section 6.1, "Closed forms at the specialised state").
@@ -378,7 +374,7 @@ def count_vectors(spec: Specialised, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     `(counts, logmult)`: NumPy arrays of shapes `(P, M)` (integers) and `(P,)`, read-only.
     """
-    k = _check_k(spec, k)
+    k = check_count(k, spec.K)
     counts, logmult = _all_counts(spec.group_sizes)
     sel = counts.sum(axis=1) == k
     return counts[sel], logmult[sel]
@@ -462,7 +458,7 @@ def count_distribution(
 
     `(counts, probs)`: the count vectors of [`count_vectors`][], NumPy `(P, M)`, and their probabilities `(P,)`.
     """
-    k = _check_k(spec, k)
+    k = check_count(k, spec.K)
     _check_dist(method, kernel, jitter, beta)
     dtype = spec.T.dtype
     probs = _probs_jit(spec, jnp.asarray(k), method, kernel, jnp.asarray(jitter, dtype), jnp.asarray(beta, dtype))
@@ -474,7 +470,7 @@ def count_distribution(
 def _summary(spec, k, *, kernel="Q", jitter=0.0, beta=1.0):
     """`(means[method, reweight], best[reweight], worst[reweight], argbest, argworst)` for one budget `k` from the
     single compiled [`_node_summary_jit`][] (methods: random, dpp at `jitter`, dpp limit, balanced)."""
-    k = _check_k(spec, k)
+    k = check_count(k, spec.K)
     _check_dist("random", kernel, jitter, beta)
     dtype = spec.T.dtype
     _, (means, best, worst, ib, iw, _) = _node_summary_jit(

@@ -11,13 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._checks import check_count
 from ._options import AbstractReweight
 
 from ._bounds import (
     Specialised,
     _REWEIGHTS,
     _all_counts,
-    _check_k,
     _check_reweight,
     _is_concrete,
     _summary,
@@ -99,7 +99,7 @@ def importance_counts(spec: Specialised, k: int) -> np.ndarray:
 
     The NumPy integer counts `m`, shape `(M,)`, summing to `k`.
     """
-    k = _check_k(spec, k)
+    k = check_count(k, spec.K)
     g = spec.groups()
     score = np.asarray(jnp.abs(g.u) * jnp.sqrt(g.s))
     order = np.lexsort((np.arange(spec.M), -score))  # descending score, then lower group (= lower unit) index

@@ -11,13 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import check_count
 from .._error import generalisation_error
 from .._overlaps import Overlaps
 from ._bounds import (
     _REWEIGHTS,
     Specialised,
     _all_counts,
-    _check_k,
     _node_summary_jit,
     count_vectors,
 )
@@ -104,7 +104,7 @@ def bounds_table(
         raise ValueError(f"jitter must be > 0 (the value used where rank L < k), got {jitter}")
     state = spec.state()
     K = spec.K
-    ks = list(range(1, K + 1)) if ks is None else [_check_k(spec, k) for k in ks]
+    ks = list(range(1, K + 1)) if ks is None else [check_count(k, spec.K) for k in ks]
     L0 = np.asarray(kernel_matrix(state, kernel, beta=beta))
     jit_used = {}
     for k in ks:

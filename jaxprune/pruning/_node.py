@@ -47,7 +47,7 @@ from ._options import (
     DPPNodes,
     pruning_option,
 )
-from .._checks import check_choice, check_float, check_int, is_concrete
+from .._checks import check_choice, check_count, check_float, is_concrete
 from .._status import Status
 from ._node_result import NodePruningResult as NodePruningResult
 from ._node_result import _sampled_result, _weighted_result
@@ -83,10 +83,6 @@ _BATCH = 1024
 # --------------------------------------------------------------------------------------------------
 # validation helpers (host level)
 # --------------------------------------------------------------------------------------------------
-
-
-def _check_k(k, K) -> int:
-    return check_int("k (units kept)", k, 1, K)
 
 
 def _check_state(state: Overlaps, name="state") -> None:
@@ -212,7 +208,7 @@ def importance_mask(state: Overlaps, k: int, score: str = "magnitude") -> Bool[A
     A boolean mask `Bool[K]` with exactly `k` entries `True`.
     """
     check_choice("score", score, ("magnitude", "v"))
-    return _importance_mask(state, _check_k(k, state.K), score)
+    return _importance_mask(state, check_count(k, state.K), score)
 
 
 @eqx.filter_jit
@@ -475,7 +471,7 @@ def expected_node_error(
     """
     _check_state(state)
     K = state.K
-    k = _check_k(k, K)
+    k = check_count(k, K)
     selector = pruning_option("selector", method, name="method", kernel=kernel, beta=beta, jitter=jitter)
     reweight = pruning_option("reweight", reweight, name="reweight").name
     method = selector.name
@@ -559,7 +555,7 @@ def expected_node_error_closed_form(
     """
     _check_state(state)
     K = state.K
-    k = _check_k(k, K)
+    k = check_count(k, K)
     selector = pruning_option("selector", method, name="method", kernel=kernel, beta=beta, jitter=jitter)
     method = check_choice("method", selector.name, ("random", "dpp"))
     if isinstance(selector, DPPNodes):
