@@ -265,8 +265,8 @@ def verdict(claim: Claim, cells: Sequence[dict]) -> tuple[str, str]:
     For `relation="less"`: `"does not hold"` when some counted cell is `worse`; else `"holds in part"` when a
     cell the paper calls strict is only a tie; else `"holds"`. For `relation="equal"`: `"holds"` when every
     counted cell ties, else `"does not hold"`. Only cells whose `"claimed"` is true (default true) count; with
-    none, the verdict is `"not tested"`; with an `invalid` (non-finite) counted cell it is `"undecided"`. [`decide`][jaxprune.experiments.decide] adds the outcomes and flags
-    and calls this.
+    none, the verdict is `"not tested"`; with an `invalid` (non-finite) counted cell it is `"undecided"`.
+    [`decide`][jaxprune.experiments.decide] adds the outcomes and flags and calls this.
 
     **Arguments:**
 
@@ -288,7 +288,8 @@ def verdict(claim: Claim, cells: Sequence[dict]) -> tuple[str, str]:
 
     def where(c):
         s = "" if c.get("sigma") is None else f"sigma = {c['sigma']:g}, "
-        return f"{s}k = {c['k']:g} (diff {c['diff']:+.4g} ± {c['stderr'] if c['stderr'] is not None else 'n/a'})"
+        se = "n/a" if c["stderr"] is None else format(c["stderr"], ".2g")
+        return f"{s}k = {c['k']:g} (diff {c['diff']:+.4g} ± {se})"
 
     if claim.relation == "equal":
         off = [c for c in counted if c["outcome"] != "tie"]
