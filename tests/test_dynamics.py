@@ -284,11 +284,22 @@ def test_alpha_grid():
 
 
 @pytest.mark.parametrize("integrator", ["euler", "tsit5"])
-def test_repeated_solves_do_not_retrace(integrator, monkeypatch):
+def test_repeated_solves_do_not_retrace(integrator, monkeypatch, tmp_path):
     """A second `solve_ode` with a new state and configuration (same shapes) reuses the compiled solver:
-    the vector field is traced during the first call only."""
+    the vector field is traced during the first call only. The program store starts empty here (else a program
+    stored by an earlier run would serve the first call untraced, and the count would say nothing)."""
     import jaxprune._ode as dyn
+    import jaxprune._program_store as store
 
+    old = store.program_dir()
+    store.set_program_dir(None if old is None else tmp_path / "programs")
+    try:
+        _count_traces(dyn, integrator, monkeypatch)
+    finally:
+        store.set_program_dir(old)
+
+
+def _count_traces(dyn, integrator, monkeypatch):
     traces = []
     original = dyn.vector_field
 

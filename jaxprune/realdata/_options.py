@@ -73,7 +73,19 @@ OPTION_KINDS: tuple[str, ...] = ("node", "edge", "node-reweight", "edge-reweight
 _DATA_NODE_KERNELS = {"rbf": "rbf", "A": "linear"}
 
 
-class DesignedNodes(eqx.Module):
+class _SurrogateDescent(eqx.Module):
+    """The options shared by the two designed masks: projected descent on the exact quadratic surrogate."""
+
+    steps: int = 300
+    learning_rate: float = 0.5
+    name: ClassVar[str] = "designed"
+
+    def __check_init__(self):
+        check_int("steps", self.steps, 1)
+        check_float("learning_rate", self.learning_rate, 0.0, lo_open=True)
+
+
+class DesignedNodes(_SurrogateDescent):
     """The designed node mask ([`surrogate_node_mask`][]): projected heavy-ball descent on a relaxed mask
     `m in [0, 1]^H`, `sum m = k`, against the exact quadratic surrogate of the next layer's pre-activation error
     on the training set, then the `k` largest entries (docs/theory.md, section 7, on data).
@@ -84,16 +96,10 @@ class DesignedNodes(eqx.Module):
     - `learning_rate`: step size `> 0` of the preconditioned descent (default 0.5).
     """
 
-    steps: int = 300
-    learning_rate: float = 0.5
     name: ClassVar[str] = "designed"
 
-    def __check_init__(self):
-        check_int("steps", self.steps, 1)
-        check_float("learning_rate", self.learning_rate, 0.0, lo_open=True)
 
-
-class DesignedEdges(eqx.Module):
+class DesignedEdges(_SurrogateDescent):
     """The designed edge mask ([`surrogate_edge_mask`][]): per unit, projected descent on a relaxed mask
     `m_i in [0, 1]^D`, `sum m_i = c`, against the unit's pre-activation error on the training inputs, then the
     `c` largest entries (docs/theory.md, section 7, on data).
@@ -104,13 +110,7 @@ class DesignedEdges(eqx.Module):
     - `learning_rate`: step size `> 0` of the preconditioned descent (default 0.5).
     """
 
-    steps: int = 300
-    learning_rate: float = 0.5
     name: ClassVar[str] = "designed"
-
-    def __check_init__(self):
-        check_int("steps", self.steps, 1)
-        check_float("learning_rate", self.learning_rate, 0.0, lo_open=True)
 
 
 class RefitEdges(eqx.Module):
