@@ -82,4 +82,8 @@ def test_site_builds_strictly_and_documents_every_public_name(tmp_path):
                 missing.append(f"{name}.{public}")
     assert not missing, f"public names without a documented entry: {missing}"
     for stem in ("01_dynamics", "02_compare_pruning", "03_design_mask"):
-        assert (site / "notebooks" / stem / "index.html").exists()
+        page = (site / "notebooks" / stem / "index.html").read_text()
+        # the page is the executed .ipynb, not its jupytext .py source: it carries the figures (base64 PNGs
+        # of more than 10 kB; the theme's own inline icons are a few hundred bytes)
+        figures = [m for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page) if len(m) > 10_000]
+        assert figures, f"the site's page of {stem} shows no figure (was the .py source rendered?)"
