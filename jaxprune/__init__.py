@@ -8,7 +8,7 @@ The core (this namespace) holds the order-parameter theory and the finite-N simu
 above it are subpackages, imported on first use: `jaxprune.pruning` (pruning as a map on order parameters),
 `jaxprune.design` (masks designed by gradient) and `jaxprune.realdata` (data sets and MLPs). The experiments
 built on the library (the seed paper's claims, sweeps, the real-data run, `reproduce`) are not part of it:
-`import jaxprune.experiments`.
+they live in the `jaxprune.experiments` package, which a user imports explicitly and the library never does.
 """
 
 import importlib.metadata
@@ -110,7 +110,7 @@ try:
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-_SUBPACKAGES = ("pruning", "design", "realdata")
+_SUBPACKAGES = {"pruning": "jaxprune.pruning", "design": "jaxprune.design", "realdata": "jaxprune.realdata"}
 
 
 def __getattr__(name: str):
@@ -118,7 +118,7 @@ def __getattr__(name: str):
     if name in _SUBPACKAGES:
         import importlib
 
-        return importlib.import_module(f"{__name__}.{name}")
+        return importlib.import_module(_SUBPACKAGES[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -306,7 +306,7 @@ class _eqx_errors_as_nan:
     `solve_ode`'s own `throw` check is added outside). equinox reads the mode from a module global when an
     error check is traced, so this sets that global for the duration of the trace and restores it; if equinox
     changes, this does nothing and the program keeps its callback (still correct, only not cacheable;
-    tests/test_dynamics.py checks that the lowered solve has no callback). Not thread-safe while tracing.
+    tests/test_program_store.py checks that the stored solve has no callback). Not thread-safe while tracing.
     """
 
     def __enter__(self):

@@ -37,3 +37,22 @@ def test_ruff_would_catch_an_undefined_name(tmp_path):
     out = subprocess.run(_ruff() + ["check", "--no-cache", "--config", str(ROOT / "pyproject.toml"),
                                     str(tmp_path / "bad.py")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "F821" in out.stdout, out.stdout + out.stderr
+
+
+def test_every_module_imports():
+    """A name moved between modules breaks `from ._x import name` only at import time, which static checks
+    miss: import every module of the package (the CLI's `__main__` aside, which runs the command line)."""
+    import importlib
+    import pkgutil
+
+    import jaxprune
+
+    failed = []
+    for mod in pkgutil.walk_packages(jaxprune.__path__, prefix="jaxprune."):
+        if mod.name.endswith("__main__"):
+            continue
+        try:
+            importlib.import_module(mod.name)
+        except Exception as e:  # noqa: BLE001 - every failure is reported below
+            failed.append(f"{mod.name}: {type(e).__name__}: {e}")
+    assert not failed, "\n".join(failed)

@@ -7,7 +7,7 @@ method name is turned into its object once, by `jaxprune.realdata.realdata_optio
 training seeds, masks and budgets and stores the results; `_realdata_summary` turns them into tables, figures
 and verdicts:
 
-- **C8, the seed paper's real-data claim** ([`c8_cells`][]): random edge pruning WITH least-squares
+- **C8, the seed paper's real-data claim** ([`c8_cells`][jaxprune.experiments.c8_cells]): random edge pruning WITH least-squares
   reweighting (`edge-random+ls`) against DPP node pruning WITH fusing (DIVNET, `node-dpp-rbf+ls`): both sides
   reweighted, at equal first-layer parameter counts; paired cells (difference and standard error per budget).
 - **Ours** (comparisons the paper does not make, reported beside it): DIVNET against random and importance node
@@ -43,31 +43,16 @@ import jaxprune as jp
 from .._checks import check_float, check_int
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._realdata_summary import (
-    C8_SIDES,
     RealDataResult,
     _figure_png,
-    c8_cells,
     format_table,
-    paired_cells,
     plot_realdata,
     realdata_verdicts,
     summarise,
     verdict_lines,
 )
 
-__all__ = [
-    "DEFAULT_BUDGETS",
-    "C8_SIDES",
-    "RealDataResult",
-    "run_realdata",
-    "summarise",
-    "paired_cells",
-    "c8_cells",
-    "realdata_verdicts",
-    "verdict_lines",
-    "format_table",
-    "plot_realdata",
-]
+__all__ = ["DEFAULT_BUDGETS", "run_realdata"]
 
 rd = jp.realdata
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ._claims import RTOL
 from ._paper_claims import decide_claims
-from ._realdata import c8_cells
+from ._realdata_summary import c8_cells
 from ._reproduce_format import failed, fmt, table
 
 __all__ = ["claims_from_parts", "claims_section"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _figures as plots
 from .._io import atomic_write_bytes
-from ._realdata import plot_realdata
+from ._realdata_summary import plot_realdata
 from ._reproduce_format import num
 from ._reproduce_settings import DESIGN_PARTS
 

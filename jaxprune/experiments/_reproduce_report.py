@@ -6,7 +6,7 @@ import math
 
 from jaxprune import pruning
 
-from ._realdata import format_table
+from ._realdata_summary import format_table
 from ._reproduce_claims import claims_section
 from ._reproduce_format import failed, fig, fmt, num, table
 from ._reproduce_settings import PARTS
